@@ -1,0 +1,5 @@
+"""``python -m controller`` runs canaryctl."""
+
+from controller.cli import main
+
+main()

@@ -1,0 +1,138 @@
+"""canaryctl: the command line. Thin: every command calls core or adapter functions.
+
+Exit codes: 0 success; 1 invalid input (lint problems); 2 the target, route or destinations cannot be
+resolved (``plan``), or a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from controller import __version__
+from controller.adapters.policy_files import check_documents, lint_paths
+from controller.adapters.yaml_documents import read_yaml_file
+from controller.core.plan import Plan, SourceDocument, plan_rollout
+from controller.core.policy import policy_json_schema
+from controller.errors import TargetError
+
+app = typer.Typer(
+    name="canaryctl",
+    help="Canary rollouts for TCP services on Istio and Gateway API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(StrEnum):
+    """Output formats of plan."""
+
+    yaml = "yaml"
+    json = "json"
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@app.command()
+def lint(
+    paths: Annotated[list[str], typer.Argument(help="Policy files or directories (*.yaml, *.yml).")],
+) -> None:
+    """Validate policies. One line per problem: FILE:LINE: field.path: message."""
+    report = lint_paths(paths)
+    for finding in report.findings:
+        typer.echo(str(finding))
+    if not report.findings and not report.policies:
+        _err(f"no CanaryPolicy documents found in {', '.join(paths)}")
+        raise typer.Exit(1)
+    if report.findings:
+        raise typer.Exit(1)
+    count = len(report.policies)
+    typer.echo(f"{count} {'policy' if count == 1 else 'policies'} OK")
+
+
+def _yaml_dump(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def render_plan_yaml(plan: Plan) -> str:
+    """The plan as a YAML stream, each object preceded by a comment naming its step."""
+    head = f"{plan.kind} {plan.namespace}/{plan.name}, route {plan.resolved.ref}"
+    parts = []
+    total = len(plan.steps)
+    for number, step in enumerate(plan.steps, start=1):
+        parts.append(
+            f"# step {number}/{total}: canary weight {step.weight} ({head})\n{_yaml_dump(step.object)}"
+        )
+    parts.append(f"# rollback: the original object, restored exactly ({head})\n{_yaml_dump(plan.rollback)}")
+    return "---\n".join(parts)
+
+
+@app.command()
+def plan(
+    policy: Annotated[Path, typer.Option("--policy", help="Policy file.")],
+    target: Annotated[Path, typer.Option("--target", help="YAML file holding the target object.")],
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="yaml or json.")] = OutputFormat.yaml,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Policy name, when the file holds several.")
+    ] = None,
+) -> None:
+    """Show every object the controller would write, step by step, and the rollback."""
+    documents, findings = read_yaml_file(policy)
+    report = check_documents(documents)
+    problems = [*findings, *report.findings]
+    if problems:
+        for finding in problems:
+            _err(str(finding))
+        raise typer.Exit(1)
+    chosen = [p for p in report.policies if name is None or p.policy.metadata.name == name]
+    if len(chosen) != 1:
+        names = ", ".join(p.policy.metadata.name for p in report.policies) or "none"
+        reason = "holds no policy named " + name if name else f"holds {len(chosen)} policies (use --name)"
+        _err(f"{policy}: {reason}; policies: {names}")
+        raise typer.Exit(1)
+    target_docs, target_findings = read_yaml_file(target)
+    syntax = [f for f in target_findings if f.path in {"yaml", "(file)"}]
+    if syntax:
+        for finding in syntax:
+            _err(str(finding))
+        raise typer.Exit(2)
+    sources = [SourceDocument(doc.data, doc.where) for doc in target_docs]
+    try:
+        result = plan_rollout(chosen[0].policy, sources)
+    except TargetError as exc:
+        for problem in exc.problems:
+            _err(problem if problem.startswith(str(target)) else f"{target}: {problem}")
+        raise typer.Exit(2) from None
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        typer.echo(render_plan_yaml(result), nl=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of CanaryPolicy."""
+    typer.echo(json.dumps(policy_json_schema(), indent=2))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
