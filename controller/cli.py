@@ -68,9 +68,7 @@ def render_plan_yaml(plan: Plan) -> str:
     parts = []
     total = len(plan.steps)
     for number, step in enumerate(plan.steps, start=1):
-        parts.append(
-            f"# step {number}/{total}: canary weight {step.weight} ({head})\n{_yaml_dump(step.object)}"
-        )
+        parts.append(f"# step {number}/{total}: canary weight {step.weight} ({head})\n{_yaml_dump(step.object)}")
     parts.append(f"# rollback: the original object, restored exactly ({head})\n{_yaml_dump(plan.rollback)}")
     return "---\n".join(parts)
 
@@ -80,9 +78,7 @@ def plan(
     policy: Annotated[Path, typer.Option("--policy", help="Policy file.")],
     target: Annotated[Path, typer.Option("--target", help="YAML file holding the target object.")],
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="yaml or json.")] = OutputFormat.yaml,
-    name: Annotated[
-        str | None, typer.Option("--name", help="Policy name, when the file holds several.")
-    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Policy name, when the file holds several.")] = None,
 ) -> None:
     """Show every object the controller would write, step by step, and the rollback."""
     documents, findings = read_yaml_file(policy)

@@ -111,8 +111,7 @@ def select_target(policy: CanaryPolicy, documents: Sequence[SourceDocument]) -> 
     if elsewhere:
         field = "tcpRoute" if kind == "TCPRoute" else "virtualService"
         hint = (
-            f"; found in namespace {', '.join(elsewhere)}: set spec.target.{field}.namespace "
-            f"or the policy's namespace"
+            f"; found in namespace {', '.join(elsewhere)}: set spec.target.{field}.namespace or the policy's namespace"
         )
     kinds = sorted(
         {
@@ -143,9 +142,7 @@ def plan_rollout(policy: CanaryPolicy, documents: Sequence[SourceDocument]) -> P
     problems: list[str] = []
     for weight in policy.spec.schedule.steps:
         try:
-            steps.append(
-                PlannedStep(weight, with_canary_weight(original, resolved, target, weight, where=where))
-            )
+            steps.append(PlannedStep(weight, with_canary_weight(original, resolved, target, weight, where=where)))
         except RouteResolutionError as exc:
             problems.extend(exc.problems)
     if problems:

@@ -122,6 +122,25 @@ PortNumber = Annotated[StrictInt, Field(ge=1, le=65535)]
 Percent = Annotated[StrictInt, Field(ge=0, le=100)]
 
 
+def _rules_error(problems: list[tuple[Path, str]]) -> PydanticCustomError:
+    """One error carrying every violated rule, with paths relative to where it is raised."""
+    return PydanticCustomError(
+        "policy_rules", "{count} rule(s) violated", {"count": len(problems), "problems": tuple(problems)}
+    )
+
+
+def _strictly_increasing(steps: list[int]) -> list[int]:
+    """Steps must strictly increase; each offending step is reported at its index."""
+    problems: list[tuple[Path, str]] = [
+        ((index,), f"must be greater than the previous step (got {steps[index]} after {steps[index - 1]})")
+        for index in range(1, len(steps))
+        if steps[index] <= steps[index - 1]
+    ]
+    if problems:
+        raise _rules_error(problems)
+    return steps
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -164,9 +183,7 @@ class RouteSelector(_Model):
     index: Annotated[StrictInt, Field(ge=0)] | None = Field(
         None, description="Position in that protocol's route list (TCPRoute: the rule index)."
     )
-    name: Annotated[StrictStr, Field(min_length=1)] | None = Field(
-        None, description="Route name; http routes only."
-    )
+    name: Annotated[StrictStr, Field(min_length=1)] | None = Field(None, description="Route name; http routes only.")
 
     def given(self) -> dict[str, Any]:
         """The selectors the user set (protocol is not a selector, it picks the list)."""
@@ -209,6 +226,13 @@ class Target(_Model):
     stable: Destination = Field(description="The destination that serves traffic today.")
     canary: Destination = Field(description="The destination the rollout moves traffic to.")
 
+    @model_validator(mode="after")
+    def _check_rules(self) -> Target:
+        problems = _target_rules(self)
+        if problems:
+            raise _rules_error(problems)
+        return self
+
     @property
     def kind(self) -> Literal["VirtualService", "TCPRoute"]:
         """Kind of the target object."""
@@ -225,7 +249,7 @@ class Target(_Model):
 class Schedule(_Model):
     """The canary weight at each step and how long each step lasts."""
 
-    steps: Annotated[list[Percent], Field(min_length=1)] = Field(
+    steps: Annotated[list[Percent], Field(min_length=1), AfterValidator(_strictly_increasing)] = Field(
         description="Canary weight per step, in percent, strictly increasing. A last step below 100 "
         "waits there for a manual promote."
     )
@@ -259,46 +283,28 @@ class CanaryPolicy(_Model):
         """Namespace of the target object: its own if given, else the policy's."""
         return self.spec.target.ref.namespace or self.metadata.namespace
 
-    @model_validator(mode="after")
-    def _check_rules(self) -> CanaryPolicy:
-        problems = rule_violations(self)
-        if problems:
-            raise PydanticCustomError(
-                "policy_rules",
-                "{count} rule(s) violated",
-                {"count": len(problems), "problems": tuple(problems)},
-            )
-        return self
 
-
-def rule_violations(policy: CanaryPolicy) -> list[tuple[Path, str]]:
-    """Rules that relate several fields, each with the path of the field at fault."""
+def _target_rules(target: Target) -> list[tuple[Path, str]]:
+    """Rules relating the fields of ``spec.target``, each with the path of the field at fault."""
     problems: list[tuple[Path, str]] = []
-    target = policy.spec.target
-    at_target: Path = ("spec", "target")
     if (target.virtual_service is None) == (target.tcp_route is None):
         got = "both" if target.virtual_service is not None else "neither"
-        problems.append((at_target, f"exactly one of virtualService or tcpRoute must be set (got {got})"))
+        problems.append(((), f"exactly one of virtualService or tcpRoute must be set (got {got})"))
     selector = target.route
     if selector.name is not None and selector.protocol != "http":
         problems.append(
             (
-                (*at_target, "route", "name"),
+                ("route", "name"),
                 f"the name selector applies to http routes only (protocol is {selector.protocol})",
             )
         )
     if target.tcp_route is not None:
         if selector.protocol != "tcp":
-            problems.append(
-                (
-                    (*at_target, "route", "protocol"),
-                    f"a TCPRoute has tcp rules only (got {selector.protocol})",
-                )
-            )
+            problems.append((("route", "protocol"), f"a TCPRoute has tcp rules only (got {selector.protocol})"))
         if selector.port is not None:
             problems.append(
                 (
-                    (*at_target, "route", "port"),
+                    ("route", "port"),
                     "a TCPRoute's rules have no match ports; select the rule with index instead",
                 )
             )
@@ -306,22 +312,12 @@ def rule_violations(policy: CanaryPolicy) -> list[tuple[Path, str]]:
             if destination.subset is not None:
                 problems.append(
                     (
-                        (*at_target, role, "subset"),
-                        "subsets belong to VirtualServices; a TCPRoute backendRef is a Service "
-                        "(host) and port",
+                        (role, "subset"),
+                        "subsets belong to VirtualServices; a TCPRoute backendRef is a Service (host) and port",
                     )
                 )
     if (target.stable.host, target.stable.subset) == (target.canary.host, target.canary.subset):
-        problems.append(((*at_target, "canary"), "must differ from stable (same host and subset)"))
-    steps = policy.spec.schedule.steps
-    for index in range(1, len(steps)):
-        if steps[index] <= steps[index - 1]:
-            problems.append(
-                (
-                    ("spec", "schedule", "steps", index),
-                    f"must be greater than the previous step (got {steps[index]} after {steps[index - 1]})",
-                )
-            )
+        problems.append((("canary",), "must differ from stable (same host and subset)"))
     return problems
 
 

@@ -60,7 +60,7 @@ def problems_from_validation_error(exc: ValidationError, model: type[BaseModel])
         loc: Path = tuple(error["loc"])
         ctx = error.get("ctx") or {}
         if error["type"] == "policy_rules":
-            problems.extend(Problem(tuple(path), message) for path, message in ctx["problems"])
+            problems.extend(Problem((*loc, *path), message) for path, message in ctx["problems"])
             continue
         problems.append(Problem(loc, _message(error, model)))
     return problems

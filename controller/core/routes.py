@@ -179,10 +179,30 @@ def _route_summary(route: Any, index: int, kind: Kind, protocol: str) -> str:
     return " ".join(parts)
 
 
-def _find(
-    destinations: Sequence[Any], kind: Kind, want: Destination, namespace: str, role: str, where: str
-) -> int | None:
-    hits = [i for i, entry in enumerate(destinations) if _matches(entry, kind, want, namespace)]
+def _specificity(want: Destination) -> int:
+    return int(want.subset is not None) + int(want.port is not None)
+
+
+def _hits(destinations: Sequence[Any], kind: Kind, target: Target, role: str, namespace: str) -> list[int]:
+    """Positions of the destinations that are ``role`` (stable or canary).
+
+    A destination matching both stable and canary (``host`` vs ``host`` + ``subset``) belongs to the
+    one the policy describes more precisely.
+    """
+    want, rival = (target.stable, target.canary) if role == "stable" else (target.canary, target.stable)
+    hits = []
+    for i, entry in enumerate(destinations):
+        if not _matches(entry, kind, want, namespace):
+            continue
+        if _matches(entry, kind, rival, namespace) and _specificity(rival) > _specificity(want):
+            continue
+        hits.append(i)
+    return hits
+
+
+def _find(destinations: Sequence[Any], kind: Kind, target: Target, role: str, namespace: str, where: str) -> int | None:
+    hits = _hits(destinations, kind, target, role, namespace)
+    want = target.stable if role == "stable" else target.canary
     if len(hits) > 1:
         seen = "; ".join(_describe_entry(destinations[i], kind) for i in hits)
         raise RouteResolutionError(
@@ -194,9 +214,7 @@ def _find(
     return hits[0] if hits else None
 
 
-def resolve_route(
-    obj: Mapping[str, Any], *, kind: Kind, namespace: str, target: Target, where: str
-) -> ResolvedRoute:
+def resolve_route(obj: Mapping[str, Any], *, kind: Kind, namespace: str, target: Target, where: str) -> ResolvedRoute:
     """Select the route the rollout acts on.
 
     Args:
@@ -220,12 +238,10 @@ def resolve_route(
             return False
         if selector.port is not None and selector.port not in _match_ports(route):
             return False
-        if selector.name is not None and not (
-            isinstance(route, Mapping) and route.get("name") == selector.name
-        ):
+        if selector.name is not None and not (isinstance(route, Mapping) and route.get("name") == selector.name):
             return False
         if not given:
-            return any(_matches(e, kind, target.stable, namespace) for e in _destinations(route, kind))
+            return bool(_hits(_destinations(route, kind), kind, target, "stable", namespace))
         return True
 
     candidates = [i for i, route in enumerate(routes) if selected(i, route)]
@@ -238,20 +254,18 @@ def resolve_route(
     if len(candidates) != 1:
         seen = "; ".join(_route_summary(r, i, kind, protocol) for i, r in enumerate(routes)) or "none"
         count = "no" if not candidates else str(len(candidates))
-        raise RouteResolutionError(
-            [f"{where}: {count} {label}s match ({criteria}); exactly one must (seen: {seen})"]
-        )
+        raise RouteResolutionError([f"{where}: {count} {label}s match ({criteria}); exactly one must (seen: {seen})"])
     index = candidates[0]
     ref = RouteRef(protocol, index)
     destinations = _destinations(routes[index], kind)
     at = f"{where}: {ref}"
-    stable = _find(destinations, kind, target.stable, namespace, "stable", at)
+    stable = _find(destinations, kind, target, "stable", namespace, at)
     if stable is None:
         seen = "; ".join(_describe_entry(e, kind) for e in destinations) or "none"
         raise RouteResolutionError(
             [f"{at}: the stable destination {target.stable.describe()} is not in this route (seen: {seen})"]
         )
-    canary = _find(destinations, kind, target.canary, namespace, "canary", at)
+    canary = _find(destinations, kind, target, "canary", namespace, at)
     if canary == stable:
         raise RouteResolutionError(
             [f"{at}: stable and canary both match {_describe_entry(destinations[stable], kind)}"]
@@ -287,9 +301,7 @@ def current_weights(obj: Mapping[str, Any], resolved: ResolvedRoute) -> list[Des
     return out
 
 
-def _new_canary_entry(
-    stable_entry: Mapping[str, Any], target: Target, kind: Kind, weight: int
-) -> dict[str, Any]:
+def _new_canary_entry(stable_entry: Mapping[str, Any], target: Target, kind: Kind, weight: int) -> dict[str, Any]:
     canary = target.canary
     _, _, stable_port, _ = _dest_fields(stable_entry, kind)
     port = canary.port if canary.port is not None else stable_port
@@ -328,9 +340,7 @@ def with_canary_weight(
     key = "backendRefs" if kind == "TCPRoute" else "route"
     destinations: list[Any] = route[key]
     count = len(destinations)
-    others = [
-        (i, entry) for i, entry in enumerate(destinations) if i not in {resolved.stable, resolved.canary}
-    ]
+    others = [(i, entry) for i, entry in enumerate(destinations) if i not in {resolved.stable, resolved.canary}]
     held = sum(_effective_weight(entry, kind, count) for _, entry in others)
     stable_weight = 100 - weight - held
     if stable_weight < 0:
