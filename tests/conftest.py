@@ -11,6 +11,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_ISTIO = REPO.parent / "shared" / "data" / "istio"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The real-world test inputs live in ../shared beside the repository (as in CI)."""
+    if not SHARED_ISTIO.is_dir():
+        raise pytest.UsageError("shared test data missing: expected shared/data/istio beside the repository checkout")
+
+
 def policy_doc(
     *,
     target: dict[str, Any] | None = None,
