@@ -261,11 +261,38 @@ class Schedule(_Model):
         return parse_go_duration(self.step_duration)
 
 
+class WorkloadRef(_Model):
+    """A workload whose pod template is the canary's revision."""
+
+    kind: Literal["Deployment"] = Field("Deployment", description="Only Deployment for now.")
+    name: DnsSubdomain = Field(description="Workload name.")
+    namespace: DnsLabel | None = Field(None, description="Defaults to the policy's namespace.")
+
+
+class Workload(_Model):
+    """The canary workload: readiness gates the first weight change, a new pod template starts a run."""
+
+    canary: WorkloadRef | None = Field(
+        None,
+        description="The canary Deployment. When set, no weight moves before it is Available, and a new pod "
+        "template starts a new rollout run.",
+    )
+    progress_deadline: GoDuration = Field(
+        "10m", description="How long the canary may take to become Available before the rollout rolls back."
+    )
+
+    @property
+    def progress_deadline_seconds(self) -> float:
+        """``progressDeadline`` in seconds."""
+        return parse_go_duration(self.progress_deadline)
+
+
 class Spec(_Model):
     """What to roll out and how."""
 
     target: Target
     schedule: Schedule
+    workload: Workload = Field(default_factory=Workload, description="The canary workload (optional).")
 
 
 class CanaryPolicy(_Model):

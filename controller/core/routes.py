@@ -273,6 +273,27 @@ def resolve_route(obj: Mapping[str, Any], *, kind: Kind, namespace: str, target:
     return ResolvedRoute(kind=kind, ref=ref, stable=stable, canary=canary)
 
 
+def route_pointer(resolved: ResolvedRoute) -> str:
+    """JSON pointer of the selected route's destination list (``/spec/tcp/0/route``)."""
+    if resolved.kind == "TCPRoute":
+        return f"/spec/rules/{resolved.ref.index}/backendRefs"
+    return f"/spec/{resolved.ref.protocol}/{resolved.ref.index}/route"
+
+
+def route_destinations(obj: Mapping[str, Any], resolved: ResolvedRoute) -> list[Any]:
+    """A deep copy of the selected route's destination list, exactly as stored."""
+    routes = _routes(obj, resolved.kind, resolved.ref.protocol, "object")
+    return copy.deepcopy(_destinations(routes[resolved.ref.index], resolved.kind))
+
+
+def with_destinations(obj: Mapping[str, Any], resolved: ResolvedRoute, destinations: list[Any]) -> dict[str, Any]:
+    """A copy of ``obj`` whose selected route has ``destinations`` (used to restore the original)."""
+    result = copy.deepcopy(dict(obj))
+    routes = _routes(result, resolved.kind, resolved.ref.protocol, "object")
+    routes[resolved.ref.index]["backendRefs" if resolved.kind == "TCPRoute" else "route"] = copy.deepcopy(destinations)
+    return result
+
+
 def _effective_weight(entry: Any, kind: Kind, count: int) -> int:
     weight = entry.get("weight") if isinstance(entry, Mapping) else None
     if isinstance(weight, int) and not isinstance(weight, bool):

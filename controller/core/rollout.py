@@ -1,0 +1,734 @@
+"""The rollout state machine: ``decide(policy, status, observations, now) -> Decision``.
+
+A total function: whatever it is given, it returns a new status and a list of effects (plain data); an
+unexpected input yields a ``Failed`` status with the reason, never an exception.
+
+Crash safety rests on two rules the service layer follows: the returned status is persisted *before* any
+effect is applied, and every effect is idempotent. Writes to the route go through a small protocol
+recorded in the status:
+
+* deciding a write sets ``writePending`` with ``expectedWeights`` (what the route will show) and
+  ``previousWeights`` (what it showed when the write was decided);
+* on the next pass, live weights equal to ``expectedWeights`` confirm the write (the step's clock starts
+  then); equal to ``previousWeights`` mean it never happened (a crash or a lost race), so it is issued
+  again; anything else is someone else's edit: **drift**, the rollout pauses and nothing is written back.
+
+Phases::
+
+    Pending --ready--> Progressing --last step, pass--> Promoted
+       |                 |   ^  \\--fail / abort--> RollingBack --restored--> RolledBack | Aborted
+       |                 v   |
+       |               Paused (person, drift, awaiting promote)
+       \\--deadline--> RollingBack
+    any --target gone / route unresolvable--> Failed
+
+Terminal phases (Promoted, RolledBack, Failed, Aborted) absorb everything but ``retry`` and a new revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from controller.core.policy import CanaryPolicy
+from controller.core.routes import (
+    ResolvedRoute,
+    current_weights,
+    resolve_route,
+    route_destinations,
+    route_pointer,
+    with_canary_weight,
+)
+from controller.errors import RouteResolutionError
+
+HISTORY_LIMIT = 50
+PROCESSED_COMMANDS_LIMIT = 50
+
+
+class Phase(StrEnum):
+    """Where a rollout run stands."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+
+TERMINAL_PHASES = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED})
+
+
+class CommandKind(StrEnum):
+    """What a person can ask for."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    ABORT = "abort"
+    RETRY = "retry"
+
+
+class Verdict(StrEnum):
+    """Outcome of an analysis."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+class Command(_Data):
+    """A manual command, recorded durably (an annotation) until the controller consumes it."""
+
+    id: str
+    kind: CommandKind
+    by: str | None = None
+    at: datetime | None = None
+
+
+class AnalysisResult(_Data):
+    """The analysis verdict for one step of one run (issue 4 computes it)."""
+
+    run_id: str
+    step_index: int
+    verdict: Verdict
+    reason: str = ""
+
+
+class Observations(_Data):
+    """What the service saw this pass."""
+
+    revision: str
+    target: dict[str, Any] | None = None
+    target_missing: str | None = None
+    target_namespace: str = "default"
+    canary_ready: bool = True
+    canary_message: str = ""
+    analysis: AnalysisResult | None = None
+    commands: list[Command] = Field(default_factory=list)
+
+
+class RouteSnapshot(_Data):
+    """The selected route's destination list before the run changed it, for exact restore."""
+
+    pointer: str
+    destinations: list[Any]
+
+
+class HistoryEntry(_Data):
+    """One phase transition or notable decision."""
+
+    time: datetime
+    from_phase: Phase | None = Field(None, alias="from")
+    to_phase: Phase = Field(alias="to")
+    reason: str
+    message: str = ""
+
+
+class Counters(_Data):
+    """Running totals for the current run."""
+
+    steps_advanced: int = 0
+    analysis_failures: int = 0
+    drifts: int = 0
+    writes: int = 0
+    writes_repeated: int = 0
+    transitions: int = 0
+
+
+class RolloutStatus(_Data):
+    """Everything the controller needs to resume a run after a crash."""
+
+    phase: Phase = Phase.PENDING
+    revision: str | None = None
+    run_id: str | None = None
+    run_number: int = 0
+    step_index: int = -1
+    weight: int | None = None
+    step_started_at: datetime | None = None
+    paused_elapsed_seconds: float | None = None
+    pending_since: datetime | None = None
+    paused_reason: str | None = None
+    rollback_reason: str | None = None
+    rollback_ends_in: Phase | None = None
+    original: RouteSnapshot | None = None
+    write_pending: bool = False
+    expected_weights: list[int] | None = None
+    previous_weights: list[int] | None = None
+    counters: Counters = Field(default_factory=Counters)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    processed_commands: list[str] = Field(default_factory=list)
+    last_verdict: str | None = None
+    last_error: str | None = None
+    message: str = ""
+
+
+class WriteRoute(_Data):
+    """Replace the selected route's destination list, only if it still equals ``expect``."""
+
+    type: Literal["WriteRoute"] = "WriteRoute"
+    pointer: str
+    destinations: list[Any]
+    expect: list[Any]
+    purpose: Literal["step", "restore"]
+    weight: int | None = None
+
+
+class RecordEvent(_Data):
+    """A Kubernetes Event on the policy (or the target in file mode)."""
+
+    type: Literal["RecordEvent"] = "RecordEvent"
+    reason: str
+    message: str
+    event_type: Literal["Normal", "Warning"] = "Normal"
+
+
+class SendAlert(_Data):
+    """Tell people (issue 5 routes it to sinks). ``key`` dedupes it within the run."""
+
+    type: Literal["SendAlert"] = "SendAlert"
+    key: str
+    name: str
+    severity: Literal["critical", "warning", "info"]
+    summary: str
+    reason: str
+    from_phase: Phase | None
+    to_phase: Phase
+    step_index: int
+    weight: int | None
+
+
+Effect = WriteRoute | RecordEvent | SendAlert
+
+
+class Decision(_Data):
+    """The new status and the effects to apply after it is persisted."""
+
+    status: RolloutStatus
+    effects: list[WriteRoute | RecordEvent | SendAlert] = Field(default_factory=list)
+
+
+def revision_of(policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None) -> str:
+    """A short stable hash of the policy spec and the canary pod template: a new value starts a new run."""
+    payload = {
+        "spec": policy.spec.model_dump(mode="json"),
+        "template": canary_template,
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return digest[:16]
+
+
+class _Pass:
+    """Mutable working state of one decision; only ``decide`` uses it."""
+
+    def __init__(self, policy: CanaryPolicy, status: RolloutStatus, obs: Observations, now: datetime) -> None:
+        self.policy = policy
+        self.status = status.model_copy(deep=True)
+        self.obs = obs
+        self.now = now
+        self.effects: list[WriteRoute | RecordEvent | SendAlert] = []
+        self.resolved: ResolvedRoute | None = None
+        self.live_weights: list[int] | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def transition(self, to: Phase, reason: str, message: str = "", *, warning: bool = False) -> None:
+        before = self.status.phase
+        self.status.phase = to
+        self.status.history.append(
+            HistoryEntry(time=self.now, from_phase=before, to_phase=to, reason=reason, message=message)
+        )
+        del self.status.history[:-HISTORY_LIMIT]
+        self.event(reason, message or f"{before} -> {to}", warning=warning)
+        self.status.counters.transitions += 1
+        alert = _ALERTS_BY_REASON.get(reason) or _ALERTS_BY_PHASE.get(to)
+        if alert is not None:
+            name, severity = alert
+            self.effects.append(
+                SendAlert(
+                    key=f"{self.status.run_id}/{name}/{self.status.counters.transitions}",
+                    name=name,
+                    severity=severity,
+                    summary=message or f"{before} -> {to}",
+                    reason=reason,
+                    from_phase=before,
+                    to_phase=to,
+                    step_index=self.status.step_index,
+                    weight=self.status.weight,
+                )
+            )
+
+    def note(self, reason: str, message: str) -> None:
+        """A history entry without a phase change (commands refused, writes repeated, ...)."""
+        phase = self.status.phase
+        self.status.history.append(
+            HistoryEntry(time=self.now, from_phase=phase, to_phase=phase, reason=reason, message=message)
+        )
+        del self.status.history[:-HISTORY_LIMIT]
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.effects.append(RecordEvent(reason=reason, message=message, event_type="Warning" if warning else "Normal"))
+
+    # -- route helpers -----------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> list[int]:
+        return self.policy.spec.schedule.steps
+
+    def resolve(self) -> bool:
+        """Resolve the route on the live object; False (and Failed) when impossible."""
+        if self.obs.target is None:
+            self.fail("TargetNotFound", self.obs.target_missing or "the target object does not exist")
+            return False
+        target = self.policy.spec.target
+        try:
+            self.resolved = resolve_route(
+                self.obs.target,
+                kind=target.kind,
+                namespace=self.obs.target_namespace,
+                target=target,
+                where=f"{target.kind} {self.obs.target_namespace}/{target.ref.name}",
+            )
+        except RouteResolutionError as exc:
+            self.fail("RouteUnresolvable", "; ".join(exc.problems))
+            return False
+        self.live_weights = [w.weight for w in current_weights(self.obs.target, self.resolved)]
+        return True
+
+    def live_destinations(self) -> list[Any]:
+        assert self.obs.target is not None
+        assert self.resolved is not None
+        return route_destinations(self.obs.target, self.resolved)
+
+    def write_weight(self, weight: int) -> bool:
+        """Decide the write that puts the canary at ``weight``; False (and Failed) when impossible."""
+        assert self.obs.target is not None
+        assert self.resolved is not None
+        if self.status.original is None:
+            self.status.original = RouteSnapshot(
+                pointer=route_pointer(self.resolved), destinations=self.live_destinations()
+            )
+        target = self.policy.spec.target
+        try:
+            written = with_canary_weight(self.obs.target, self.resolved, target, weight, where="live object")
+        except RouteResolutionError as exc:
+            self.fail("RouteUnresolvable", "; ".join(exc.problems))
+            return False
+        new_resolved = resolve_route(
+            written, kind=self.resolved.kind, namespace=self.obs.target_namespace, target=target, where="planned"
+        )
+        self._write(
+            WriteRoute(
+                pointer=route_pointer(self.resolved),
+                destinations=route_destinations(written, new_resolved),
+                expect=self.live_destinations(),
+                purpose="step",
+                weight=weight,
+            ),
+            [w.weight for w in current_weights(written, new_resolved)],
+        )
+        self.status.weight = weight
+        return True
+
+    def write_restore(self) -> None:
+        assert self.status.original is not None
+        self._write(
+            WriteRoute(
+                pointer=self.status.original.pointer,
+                destinations=self.status.original.destinations,
+                expect=self.live_destinations(),
+                purpose="restore",
+            ),
+            None,
+        )
+
+    def _write(self, effect: WriteRoute, expected: list[int] | None) -> None:
+        self.status.write_pending = True
+        self.status.expected_weights = expected
+        self.status.previous_weights = self.live_weights
+        self.status.counters.writes += 1
+        self.effects.append(effect)
+
+    # -- outcomes ----------------------------------------------------------------------------------
+
+    def fail(self, reason: str, message: str) -> None:
+        self.status.last_error = message
+        self.status.write_pending = False
+        self.transition(Phase.FAILED, reason, message, warning=True)
+
+    def start_rollback(self, reason: str, message: str, ends_in: Phase = Phase.ROLLED_BACK) -> None:
+        self.status.rollback_reason = reason
+        self.status.rollback_ends_in = ends_in
+        self.transition(Phase.ROLLING_BACK, reason, message, warning=True)
+        if self.status.original is None:
+            # Nothing was ever written in this run: the original route is still in place.
+            self.finish_rollback()
+        else:
+            self.write_restore()
+
+    def finish_rollback(self) -> None:
+        ends_in = self.status.rollback_ends_in or Phase.ROLLED_BACK
+        self.status.write_pending = False
+        self.status.weight = None
+        self.transition(
+            ends_in,
+            "RolledBack" if ends_in == Phase.ROLLED_BACK else "Aborted",
+            f"original route restored ({self.status.rollback_reason})",
+            warning=True,
+        )
+
+    def new_run(self, reason: str) -> None:
+        keep_original = self.status.phase not in TERMINAL_PHASES and self.status.original is not None
+        number = self.status.run_number + 1
+        before = self.status
+        self.status = RolloutStatus(
+            phase=before.phase,
+            revision=self.obs.revision,
+            run_id=f"{self.obs.revision[:8]}-{number}",
+            run_number=number,
+            pending_since=self.now,
+            original=before.original if keep_original else None,
+            history=before.history,
+            processed_commands=before.processed_commands,
+        )
+        self.transition(Phase.PENDING, reason, f"run {self.status.run_id} starts")
+
+
+Severity = Literal["critical", "warning", "info"]
+_ALERTS_BY_PHASE: dict[Phase, tuple[str, Severity]] = {
+    Phase.ROLLED_BACK: ("CanaryRolledBack", "critical"),
+    Phase.ABORTED: ("CanaryRolledBack", "warning"),
+    Phase.FAILED: ("CanaryFailed", "critical"),
+    Phase.PROMOTED: ("CanaryPromoted", "info"),
+}
+_ALERTS_BY_REASON: dict[str, tuple[str, Severity]] = {
+    "DriftDetected": ("CanaryDriftDetected", "warning"),
+    "Paused": ("CanaryPaused", "info"),
+    "AwaitingPromotion": ("CanaryPaused", "info"),
+}
+
+
+def decide(policy: CanaryPolicy, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
+    """Advance one rollout by one pass. Never raises."""
+    try:
+        work = _Pass(policy, status, obs, now)
+        _decide(work)
+        return Decision(status=work.status, effects=work.effects)
+    except Exception as exc:  # the contract: a Failed status, never an exception
+        failed = status.model_copy(deep=True)
+        failed.phase = Phase.FAILED
+        failed.write_pending = False
+        failed.last_error = f"internal error: {type(exc).__name__}: {exc}"
+        failed.history.append(
+            HistoryEntry(
+                time=now,
+                from_phase=status.phase,
+                to_phase=Phase.FAILED,
+                reason="InternalError",
+                message=failed.last_error,
+            )
+        )
+        del failed.history[:-HISTORY_LIMIT]
+        return Decision(
+            status=failed,
+            effects=[RecordEvent(reason="InternalError", message=failed.last_error, event_type="Warning")],
+        )
+
+
+def _decide(work: _Pass) -> None:
+    status = work.status
+    if status.revision != work.obs.revision:
+        work.new_run("NewRevision" if status.revision else "RolloutStarted")
+    for command in work.obs.commands:
+        if command.id in status.processed_commands:
+            continue
+        status.processed_commands.append(command.id)
+        del status.processed_commands[:-PROCESSED_COMMANDS_LIMIT]
+        _apply_command(work, command)
+    phase = work.status.phase
+    if phase in TERMINAL_PHASES:
+        return
+    problem = _inconsistency(work)
+    if problem:
+        work.fail("InconsistentStatus", f"the persisted status does not fit the policy: {problem}")
+        return
+    if phase == Phase.PENDING and work.obs.target is None and work.status.original is None:
+        _wait_for_target(work)
+        return
+    if not work.resolve():
+        return
+    if phase == Phase.PENDING:
+        _pending(work)
+    elif phase in {Phase.PROGRESSING, Phase.PAUSED}:
+        _progressing(work)
+    elif phase == Phase.ROLLING_BACK:
+        _rolling_back(work)
+
+
+def _applied(work: _Pass, command: Command) -> None:
+    work.note("CommandApplied", f"{command.kind} ({command.id}) applied")
+
+
+def _refuse(work: _Pass, command: Command, why: str) -> None:
+    work.note("CommandRefused", f"{command.kind} ({command.id}) refused: {why}")
+    work.event("CommandRefused", f"{command.kind} refused: {why}", warning=True)
+
+
+def _apply_command(work: _Pass, command: Command) -> None:
+    status = work.status
+    phase = status.phase
+    kind = command.kind
+    by = f" by {command.by}" if command.by else ""
+    if phase in TERMINAL_PHASES and kind != CommandKind.RETRY:
+        _refuse(work, command, f"the run is {phase}; retry or a new revision starts a new run")
+        return
+    if kind == CommandKind.RETRY:
+        if phase not in {Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED}:
+            _refuse(work, command, f"only a RolledBack, Failed or Aborted run can be retried (it is {phase})")
+            return
+        _applied(work, command)
+        work.new_run("Retry")
+        return
+    if kind == CommandKind.PAUSE:
+        if phase not in {Phase.PENDING, Phase.PROGRESSING}:
+            _refuse(work, command, f"only a Pending or Progressing rollout can be paused (it is {phase})")
+            return
+        if status.step_started_at is not None:
+            status.paused_elapsed_seconds = (work.now - status.step_started_at).total_seconds()
+        status.paused_reason = "manual"
+        _applied(work, command)
+        work.transition(Phase.PAUSED, "Paused", f"paused{by}")
+        return
+    if kind == CommandKind.RESUME:
+        if phase != Phase.PAUSED:
+            _refuse(work, command, f"only a Paused rollout can be resumed (it is {phase})")
+            return
+        _applied(work, command)
+        _resume(work, by)
+        return
+    if kind == CommandKind.PROMOTE:
+        if phase not in {Phase.PROGRESSING, Phase.PAUSED} or status.step_index < 0:
+            _refuse(work, command, f"only a rollout that has started its steps can be promoted (it is {phase})")
+            return
+        status.paused_reason = "promote"
+        _applied(work, command)
+        if phase != Phase.PAUSED:
+            work.transition(Phase.PAUSED, "PromoteRequested", f"promote requested{by}")
+        return
+    if kind == CommandKind.ABORT:
+        if phase == Phase.ROLLING_BACK:
+            _refuse(work, command, "the rollout is already rolling back")
+            return
+        status.paused_reason = None
+        status.rollback_reason = f"aborted{by}"
+        status.rollback_ends_in = Phase.ABORTED
+        _applied(work, command)
+        # The restore itself is decided below, once the live route is known.
+        work.transition(Phase.ROLLING_BACK, "AbortRequested", f"abort requested{by}", warning=True)
+
+
+def _resume(work: _Pass, by: str) -> None:
+    status = work.status
+    reason = status.paused_reason
+    status.paused_reason = None
+    if status.step_index < 0:
+        work.transition(Phase.PENDING, "Resumed", f"resumed{by}")
+        return
+    if reason == "drift":
+        # Asked to: take the route back to the current step's weight, and restart the step's clock.
+        status.step_started_at = None
+        status.paused_elapsed_seconds = None
+        status.write_pending = False
+        status.expected_weights = None
+        work.transition(Phase.PROGRESSING, "Resumed", f"resumed{by}; the step's weight will be written again")
+        return
+    if status.paused_elapsed_seconds is not None:
+        status.step_started_at = work.now - timedelta(seconds=status.paused_elapsed_seconds)
+    status.paused_elapsed_seconds = None
+    work.transition(Phase.PROGRESSING, "Resumed", f"resumed{by}")
+
+
+def _inconsistency(work: _Pass) -> str:
+    status = work.status
+    if status.step_index >= len(work.steps) or status.step_index < -1:
+        return f"step index {status.step_index} outside the schedule of {len(work.steps)} steps"
+    if status.step_index >= 0 and status.weight not in (None, work.steps[status.step_index]):
+        return f"weight {status.weight} is not step {status.step_index + 1}'s weight {work.steps[status.step_index]}"
+    if status.phase != Phase.PENDING and status.run_id is None:
+        return "no run id"
+    return ""
+
+
+def _waited(work: _Pass) -> float:
+    if work.status.pending_since is None:
+        work.status.pending_since = work.now
+    return (work.now - work.status.pending_since).total_seconds()
+
+
+def _wait_for_target(work: _Pass) -> None:
+    """Before anything is written, a missing target may still appear (GitOps ordering): wait for it."""
+    waited = _waited(work)
+    deadline = work.policy.spec.workload.progress_deadline_seconds
+    missing = work.obs.target_missing or "the target object does not exist"
+    if waited > deadline:
+        work.fail("TargetNotFound", f"{missing} (waited {int(waited)}s)")
+    else:
+        work.status.message = f"waiting for the target: {missing}"
+
+
+def _pending(work: _Pass) -> None:
+    status = work.status
+    policy = work.policy
+    if not work.obs.canary_ready:
+        deadline = policy.spec.workload.progress_deadline_seconds
+        waited = _waited(work)
+        if waited > deadline:
+            work.start_rollback(
+                "CanaryNotReady",
+                f"canary not ready after {int(waited)}s (progressDeadline {policy.spec.workload.progress_deadline})"
+                + (f": {work.obs.canary_message}" if work.obs.canary_message else ""),
+            )
+        else:
+            status.message = f"waiting for the canary to become ready ({work.obs.canary_message or 'not Available'})"
+        return
+    status.step_index = 0
+    status.step_started_at = None
+    if work.write_weight(work.steps[0]):
+        work.transition(Phase.PROGRESSING, "StepStarted", f"step 1/{len(work.steps)}: canary weight {work.steps[0]}")
+
+
+def _write_settled(work: _Pass) -> bool:
+    """Confirm, repeat or flag the last write. True when the route is where the controller put it."""
+    status = work.status
+    live = work.live_weights
+    if status.write_pending:
+        if live == status.expected_weights:
+            status.write_pending = False
+            if status.step_started_at is None:
+                status.step_started_at = work.now
+            work.event("WeightSet", f"canary weight {status.weight} is live")
+            return True
+        if live == status.previous_weights:
+            status.counters.writes_repeated += 1
+            assert status.weight is not None
+            work.write_weight(status.weight)
+            return False
+    elif status.expected_weights is None or live == status.expected_weights:
+        if status.expected_weights is None and status.weight is not None and status.phase == Phase.PROGRESSING:
+            # After a resume from drift: write the step's weight again.
+            work.write_weight(status.weight)
+            return False
+        return True
+    status.counters.drifts += 1
+    status.write_pending = False
+    status.paused_reason = "drift"
+    if status.step_started_at is not None:
+        status.paused_elapsed_seconds = (work.now - status.step_started_at).total_seconds()
+    work.transition(
+        Phase.PAUSED,
+        "DriftDetected",
+        f"the route's weights were changed by someone else (expected {status.expected_weights}, found {live}); "
+        "paused, nothing written back. Resume to write the step's weight again, or abort to restore.",
+        warning=True,
+    )
+    return False
+
+
+def _progressing(work: _Pass) -> None:
+    status = work.status
+    if status.phase == Phase.PAUSED and status.paused_reason == "drift":
+        return
+    if not _write_settled(work):
+        return
+    analysis = work.obs.analysis
+    current = (
+        analysis
+        if analysis is not None and analysis.run_id == status.run_id and analysis.step_index == status.step_index
+        else None
+    )
+    if current is not None:
+        status.last_verdict = f"{current.verdict}: {current.reason}" if current.reason else str(current.verdict)
+        if current.verdict == Verdict.FAIL:
+            status.counters.analysis_failures += 1
+            work.start_rollback("AnalysisFailed", f"analysis failed at weight {status.weight}: {current.reason}")
+            return
+    if status.paused_reason == "promote":
+        _promote(work)
+        return
+    if status.phase == Phase.PAUSED:
+        return
+    assert status.step_started_at is not None
+    elapsed = (work.now - status.step_started_at).total_seconds()
+    duration = work.policy.spec.schedule.step_duration_seconds
+    if elapsed < duration:
+        status.message = f"step {status.step_index + 1}/{len(work.steps)}: {int(duration - elapsed)}s left"
+        return
+    if current is None or current.verdict != Verdict.PASS:
+        status.message = "step time is up; waiting for a passing analysis"
+        return
+    last = status.step_index == len(work.steps) - 1
+    if last:
+        if work.steps[-1] == 100:
+            work.transition(Phase.PROMOTED, "Promoted", "canary at 100 and healthy")
+        else:
+            status.paused_reason = "awaiting-promote"
+            status.paused_elapsed_seconds = elapsed
+            work.transition(
+                Phase.PAUSED, "AwaitingPromotion", f"schedule ends at {work.steps[-1]}; waiting for promote"
+            )
+        return
+    _advance(work, status.step_index + 1, "StepAdvanced")
+
+
+def _advance(work: _Pass, index: int, reason: str) -> None:
+    status = work.status
+    status.step_index = index
+    status.step_started_at = None
+    status.paused_elapsed_seconds = None
+    status.counters.steps_advanced += 1
+    weight = work.steps[index]
+    if work.write_weight(weight):
+        work.transition(Phase.PROGRESSING, reason, f"step {index + 1}/{len(work.steps)}: canary weight {weight}")
+
+
+def _promote(work: _Pass) -> None:
+    status = work.status
+    last = len(work.steps) - 1
+    status.paused_reason = None
+    if status.step_index < last:
+        _advance(work, last, "Promoting")
+        status.paused_reason = "promote"
+        return
+    if status.write_pending:
+        return
+    work.transition(Phase.PROMOTED, "Promoted", f"promoted at canary weight {status.weight}")
+
+
+def _rolling_back(work: _Pass) -> None:
+    status = work.status
+    if status.original is None:
+        work.finish_rollback()
+        return
+    if work.live_destinations() == status.original.destinations:
+        work.finish_rollback()
+        return
+    if status.write_pending and work.live_weights not in (status.previous_weights, status.expected_weights):
+        work.note("RestoreRetried", "the route changed during rollback; restoring the original anyway")
+    if status.write_pending:
+        status.counters.writes_repeated += 1
+    work.write_restore()

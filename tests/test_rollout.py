@@ -1,0 +1,349 @@
+"""The rollout state machine, scenario by scenario, with a fake clock and an in-memory target."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.core.policy import CanaryPolicy
+from controller.core.rollout import (
+    TERMINAL_PHASES,
+    CommandKind,
+    Observations,
+    Phase,
+    RecordEvent,
+    RolloutStatus,
+    SendAlert,
+    Verdict,
+    WriteRoute,
+    decide,
+    revision_of,
+)
+from tests.conftest import REPO, SHARED_ISTIO
+from tests.rollout_sim import T0, Sim, pointer_get
+
+
+def seed_policy(**schedule: Any) -> CanaryPolicy:
+    doc = yaml.safe_load((REPO / "policies" / "tcp-echo.yaml").read_text())
+    doc["spec"]["schedule"].update(schedule)
+    return CanaryPolicy.model_validate(doc)
+
+
+def seed_target() -> dict[str, Any]:
+    documents = list(yaml.safe_load_all((SHARED_ISTIO / "tcp-echo-all-v1.yaml").read_text()))
+    return next(d for d in documents if d and d["kind"] == "VirtualService")
+
+
+def route(sim: Sim) -> list[Any]:
+    assert sim.live is not None
+    return list(pointer_get(sim.live, "/spec/tcp/0/route"))
+
+
+def reasons(sim: Sim) -> list[str]:
+    return [entry.reason for entry in sim.status.history]
+
+
+def test_a_healthy_canary_walks_every_step_and_is_promoted() -> None:
+    sim = Sim(seed_policy(stepDuration="2m"), seed_target())
+    weights_seen = []
+    for _ in range(100):
+        sim.tick(30)
+        weights_seen.append(sim.canary_weight())
+        if sim.status.phase == Phase.PROMOTED:
+            break
+    assert sim.status.phase == Phase.PROMOTED
+    assert [w.weight for w in sim.applied_writes] == [0, 20, 50, 100]
+    distinct = [w for i, w in enumerate(weights_seen) if w is not None and (i == 0 or weights_seen[i - 1] != w)]
+    assert distinct == [0, 20, 50, 100]
+    assert route(sim)[1] == {
+        "destination": {"host": "tcp-echo", "port": {"number": 9000}, "subset": "v2"},
+        "weight": 100,
+    }
+    assert "Promoted" in reasons(sim)
+    assert sim.status.counters.steps_advanced == 3
+
+
+def test_a_step_lasts_its_duration_from_when_the_weight_took_effect() -> None:
+    sim = Sim(seed_policy(stepDuration="2m"), seed_target())
+    sim.tick()  # decides step 0
+    sim.tick()  # confirms step 0: the clock starts now
+    started = sim.status.step_started_at
+    assert started == T0
+    sim.tick(119)
+    assert sim.status.step_index == 0
+    sim.tick(1)
+    assert sim.status.step_index == 1
+
+
+def test_a_failing_analysis_rolls_back_to_the_exact_original_route() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    while sim.status.step_index < 2:
+        sim.tick(30)
+    sim.verdict = Verdict.FAIL
+    decision = sim.tick(5)
+    assert sim.status.phase == Phase.ROLLING_BACK
+    assert any(isinstance(e, WriteRoute) and e.purpose == "restore" for e in decision.effects)
+    decision = sim.tick(1)
+    assert sim.status.phase == Phase.ROLLED_BACK
+    assert sim.live == sim.original
+    alerts = [e for e in decision.effects if isinstance(e, SendAlert)]
+    assert [(a.name, a.reason, a.severity) for a in alerts] == [("CanaryRolledBack", "RolledBack", "critical")]
+    assert "AnalysisFailed" in reasons(sim)
+
+
+def test_inconclusive_analysis_never_advances_a_step() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.verdict = Verdict.INCONCLUSIVE
+    for _ in range(50):
+        sim.tick(60)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.step_index == 0
+    assert sim.status.message == "step time is up; waiting for a passing analysis"
+
+
+def test_a_crash_between_persist_and_write_repeats_the_write_once() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.tick(apply=False)  # step 0 decided and persisted, then the process died
+    assert sim.status.write_pending
+    assert route(sim) == route(Sim(seed_policy(), seed_target()))
+    decision = sim.tick(5)
+    writes = [e for e in decision.effects if isinstance(e, WriteRoute)]
+    assert [w.weight for w in writes] == [0]
+    assert sim.status.counters.writes_repeated == 1
+    sim.tick(1)
+    assert not sim.status.write_pending
+    assert sim.status.phase == Phase.PROGRESSING
+
+
+def test_someone_elses_edit_pauses_the_rollout_and_is_not_written_back() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(1)
+    assert sim.live is not None
+    edited = route(sim)
+    edited[0]["weight"], edited[1]["weight"] = 10, 90
+    sim.live["spec"]["tcp"][0]["route"] = edited
+    decision = sim.tick(5)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.status.paused_reason == "drift"
+    assert not any(isinstance(e, WriteRoute) for e in decision.effects)
+    assert [a.name for a in decision.effects if isinstance(a, SendAlert)] == ["CanaryDriftDetected"]
+    for _ in range(5):
+        assert not any(isinstance(e, WriteRoute) for e in sim.tick(60).effects)
+    assert route(sim) == edited
+    sim.command(CommandKind.RESUME)
+    sim.tick(1)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.canary_weight() == 0
+
+
+def test_a_canary_that_never_becomes_ready_is_rolled_back_without_touching_the_route() -> None:
+    sim = Sim(seed_policy(), seed_target())
+    sim.ready = False
+    sim.tick()
+    assert sim.status.phase == Phase.PENDING
+    sim.tick(599)
+    assert sim.status.phase == Phase.PENDING
+    decision = sim.tick(2)
+    assert sim.status.phase == Phase.ROLLED_BACK
+    assert sim.applied_writes == []
+    assert sim.live == sim.original
+    assert "CanaryNotReady" in reasons(sim)
+    assert [a.name for a in decision.effects if isinstance(a, SendAlert)] == ["CanaryRolledBack"]
+
+
+def test_a_target_deleted_mid_rollout_fails_with_a_reason() -> None:
+    sim = Sim(seed_policy(), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.live = None
+    decision = sim.tick(1)
+    assert sim.status.phase == Phase.FAILED
+    assert sim.status.last_error is not None
+    assert "not found" in sim.status.last_error
+    assert [a.name for a in decision.effects if isinstance(a, SendAlert)] == ["CanaryFailed"]
+
+
+def test_a_target_missing_before_the_start_is_waited_for() -> None:
+    sim = Sim(seed_policy(), seed_target())
+    sim.live = None
+    sim.tick()
+    sim.tick(60)
+    assert sim.status.phase == Phase.PENDING
+    assert "waiting for the target" in sim.status.message
+    sim.live = copy.deepcopy(sim.original)
+    sim.run_until({Phase.PROGRESSING})
+
+
+def test_an_unresolvable_route_fails_with_the_routes_seen() -> None:
+    target = seed_target()
+    target["spec"]["tcp"][0]["match"][0]["port"] = 31401
+    sim = Sim(seed_policy(), target)
+    sim.tick()
+    assert sim.status.phase == Phase.FAILED
+    assert sim.status.last_error is not None
+    assert "no tcp routes match (port=31400)" in sim.status.last_error
+
+
+def test_pause_freezes_the_step_clock_and_resume_continues_it() -> None:
+    sim = Sim(seed_policy(stepDuration="2m"), seed_target())
+    sim.tick()
+    sim.tick()
+    sim.tick(60)
+    sim.command(CommandKind.PAUSE)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PAUSED
+    sim.tick(3600)
+    assert sim.status.step_index == 0
+    sim.command(CommandKind.RESUME)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PROGRESSING
+    sim.tick(58)
+    assert sim.status.step_index == 0
+    sim.tick(2)
+    assert sim.status.step_index == 1
+
+
+def test_promote_jumps_to_the_last_step_and_finishes() -> None:
+    sim = Sim(seed_policy(stepDuration="1h"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(1)
+    sim.command(CommandKind.PROMOTE)
+    sim.tick(1)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PROMOTED
+    assert [w.weight for w in sim.applied_writes] == [0, 100]
+
+
+def test_a_schedule_ending_below_100_waits_for_a_manual_promote() -> None:
+    sim = Sim(seed_policy(steps=[10, 30], stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PAUSED})
+    assert sim.status.paused_reason == "awaiting-promote"
+    assert sim.canary_weight() == 30
+    for _ in range(10):
+        sim.tick(600)
+    assert sim.status.phase == Phase.PAUSED
+    sim.command(CommandKind.PROMOTE)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PROMOTED
+    assert sim.canary_weight() == 30
+
+
+def test_abort_restores_the_original_route_and_ends_aborted() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(1)
+    sim.tick(61)
+    assert sim.canary_weight() == 20
+    sim.command(CommandKind.ABORT)
+    sim.tick(1)
+    sim.tick(1)
+    assert sim.status.phase == Phase.ABORTED
+    assert sim.live == sim.original
+
+
+def test_retry_starts_a_new_run_after_a_rollback() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.verdict = Verdict.FAIL
+    sim.run_until({Phase.ROLLED_BACK})
+    first_run = sim.status.run_id
+    sim.verdict = Verdict.PASS
+    sim.command(CommandKind.RETRY)
+    sim.tick(1)
+    assert sim.status.phase in {Phase.PENDING, Phase.PROGRESSING}
+    assert sim.status.run_id != first_run
+    sim.run_until({Phase.PROMOTED})
+
+
+@pytest.mark.parametrize(
+    ("phase_setup", "kind", "refusal"),
+    [
+        ("promoted", CommandKind.PAUSE, "the run is Promoted; retry or a new revision starts a new run"),
+        ("progressing", CommandKind.RESUME, "only a Paused rollout can be resumed (it is Progressing)"),
+        ("progressing", CommandKind.RETRY, "only a RolledBack, Failed or Aborted run can be retried"),
+        ("promoted", CommandKind.RETRY, "only a RolledBack, Failed or Aborted run can be retried (it is Promoted)"),
+        ("pending", CommandKind.PROMOTE, "only a rollout that has started its steps can be promoted"),
+    ],
+)
+def test_commands_that_do_not_fit_the_phase_are_refused_with_a_reason(
+    phase_setup: str, kind: CommandKind, refusal: str
+) -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    if phase_setup == "pending":
+        sim.ready = False
+        sim.tick()
+    elif phase_setup == "progressing":
+        sim.run_until({Phase.PROGRESSING})
+    else:
+        sim.run_until({Phase.PROMOTED})
+    before = sim.status.phase
+    command_id = sim.command(kind)
+    decision = sim.tick(1)
+    assert sim.status.phase in {before, Phase.PROGRESSING}
+    refused = [h for h in sim.status.history if h.reason == "CommandRefused" and command_id in h.message]
+    assert refused
+    assert refusal in refused[0].message
+    assert any(isinstance(e, RecordEvent) and e.reason == "CommandRefused" for e in decision.effects)
+
+
+def test_terminal_phases_absorb_everything_but_retry_and_new_revisions() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROMOTED})
+    sim.verdict = Verdict.FAIL
+    sim.live = None
+    for _ in range(5):
+        assert sim.tick(60).effects == []
+    assert sim.status.phase == Phase.PROMOTED
+    sim.live = copy.deepcopy(sim.original)
+    sim.revision = "rev-2"
+    sim.tick(1)
+    assert sim.status.phase != Phase.PROMOTED
+    assert sim.status.run_number == 2
+
+
+def test_a_new_revision_mid_rollout_restarts_from_the_first_step_keeping_the_original() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(61)
+    sim.tick(1)
+    original = sim.status.original
+    sim.revision = "rev-2"
+    sim.tick(1)
+    sim.tick(1)
+    assert sim.status.original == original
+    assert sim.status.step_index == 0
+    assert sim.canary_weight() == 0
+
+
+def test_bad_input_gives_a_failed_status_never_an_exception() -> None:
+    policy = seed_policy()
+    garbage = Observations(revision="r", target={"kind": "VirtualService", "spec": {"tcp": [{"route": "x"}]}})
+    decision = decide(policy, RolloutStatus(), garbage, T0)
+    assert decision.status.phase == Phase.FAILED
+    assert decision.status.last_error
+    weird_status = RolloutStatus(phase=Phase.PROGRESSING, revision="r", run_id="r-1", step_index=7, weight=3)
+    decision = decide(policy, weird_status, Observations(revision="r", target=seed_target()), T0)
+    assert decision.status.phase in TERMINAL_PHASES | {Phase.PAUSED}
+
+
+def test_status_round_trips_through_json() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(61)
+    dumped = sim.status.model_dump(mode="json")
+    assert "stepIndex" in dumped
+    assert RolloutStatus.model_validate(dumped) == sim.status
+
+
+def test_revision_changes_with_the_spec_and_the_canary_template() -> None:
+    policy = seed_policy()
+    assert revision_of(policy) == revision_of(seed_policy())
+    assert revision_of(policy) != revision_of(seed_policy(stepDuration="3m"))
+    assert revision_of(policy, {"spec": {"containers": [{"image": "a"}]}}) != revision_of(
+        policy, {"spec": {"containers": [{"image": "b"}]}}
+    )
