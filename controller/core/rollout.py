@@ -451,14 +451,15 @@ def decide(policy: CanaryPolicy, status: RolloutStatus, obs: Observations, now: 
 
 
 def _decide(work: _Pass) -> None:
-    status = work.status
-    if status.revision != work.obs.revision:
-        work.new_run("NewRevision" if status.revision else "RolloutStarted")
+    if work.status.revision != work.obs.revision:
+        work.new_run("NewRevision" if work.status.revision else "RolloutStarted")
     for command in work.obs.commands:
-        if command.id in status.processed_commands:
+        # work.status may be replaced (retry starts a new run): always go through work.status.
+        processed = work.status.processed_commands
+        if command.id in processed:
             continue
-        status.processed_commands.append(command.id)
-        del status.processed_commands[:-PROCESSED_COMMANDS_LIMIT]
+        processed.append(command.id)
+        del processed[:-PROCESSED_COMMANDS_LIMIT]
         _apply_command(work, command)
     phase = work.status.phase
     if phase in TERMINAL_PHASES:
