@@ -151,6 +151,20 @@ class Counters(_Data):
     transitions: int = 0
 
 
+ConditionType = Literal["Ready", "Succeeded"]
+ConditionValue = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Data):
+    """A Kubernetes-style condition, so ``kubectl wait --for=condition=Succeeded`` works."""
+
+    type: ConditionType
+    status: ConditionValue
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
 class RolloutStatus(_Data):
     """Everything the controller needs to resume a run after a crash."""
 
@@ -176,6 +190,9 @@ class RolloutStatus(_Data):
     last_verdict: str | None = None
     last_error: str | None = None
     message: str = ""
+    observed_generation: int | None = None
+    step: str = Field("", description="Display form of the step, '2/4', for printer columns.")
+    conditions: list[Condition] = Field(default_factory=list)
 
 
 class WriteRoute(_Data):
@@ -221,6 +238,42 @@ class Decision(_Data):
 
     status: RolloutStatus
     effects: list[WriteRoute | RecordEvent | SendAlert] = Field(default_factory=list)
+
+
+def with_conditions(status: RolloutStatus, now: datetime, step_count: int) -> RolloutStatus:
+    """The status with its Ready and Succeeded conditions derived from the phase, and ``step`` filled in.
+
+    Ready is True while the controller is in control (Pending, Progressing, Paused, and every terminal
+    phase but Failed). Succeeded is True once Promoted, False once RolledBack, Aborted or Failed, and
+    Unknown while the run is under way. A condition's transition time changes only when its value does.
+    """
+    phase = status.phase
+    succeeded: ConditionValue = "Unknown"
+    if phase == Phase.PROMOTED:
+        succeeded = "True"
+    elif phase in {Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED}:
+        succeeded = "False"
+    ready: ConditionValue = "False" if phase == Phase.FAILED else "True"
+    message = status.last_error if phase == Phase.FAILED and status.last_error else status.message
+    wanted: list[tuple[ConditionType, ConditionValue, str]] = [
+        ("Ready", ready, "Failed" if ready == "False" else "InControl"),
+        ("Succeeded", succeeded, str(phase)),
+    ]
+    previous = {c.type: c for c in status.conditions}
+    conditions = []
+    for kind, value, reason in wanted:
+        old = previous.get(kind)
+        conditions.append(
+            Condition(
+                type=kind,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=now if old is None or old.status != value else old.last_transition_time,
+            )
+        )
+    step = f"{status.step_index + 1}/{step_count}" if status.step_index >= 0 else f"0/{step_count}"
+    return status.model_copy(update={"conditions": conditions, "step": step})
 
 
 def revision_of(policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None) -> str:
