@@ -1,0 +1,36 @@
+"""A Kubernetes API server emulator over real HTTP, faithful to kube-apiserver's write semantics.
+
+Built on the standard library's HTTP server, ``jsonschema`` and PyYAML, for integration tests, the local
+demo sandbox and benchmarks, with the official ``kubernetes`` client talking to it on loopback.
+
+It keeps what a controller's safety depends on: ``resourceVersion`` on every write and 409 ``Conflict``
+on a stale one, 422 ``Invalid`` for a failed JSON-patch ``test`` or an object that violates its CRD's
+``openAPIV3Schema`` (with unknown fields pruned and reported in ``Warning`` headers), the ``status``
+subresource, 404s, and watches that resume from a ``resourceVersion`` or end with ``410 Expired``.
+Faults (errors, delays, cut connections, dropped or expired watches) are injected from Python, and every
+write is recorded for tests to inspect.
+
+What it does not do is listed in each module's docstring; in short: no CEL rules, no admission webhooks,
+no authentication or RBAC, no server-side apply or strategic list merging, no controllers, no
+persistence.
+
+Run it as a process with ``python -m controller.sandbox.kubeapi --help``.
+"""
+
+from controller.sandbox.kubeapi.emulator import KubeApiEmulator, UnknownKindError
+from controller.sandbox.kubeapi.faults import DEFAULT_USER, Fault, FaultInjector
+from controller.sandbox.kubeapi.resources import ResourceType
+from controller.sandbox.kubeapi.status import ApiError, Cause
+from controller.sandbox.kubeapi.store import WriteRecord
+
+__all__ = [
+    "DEFAULT_USER",
+    "ApiError",
+    "Cause",
+    "Fault",
+    "FaultInjector",
+    "KubeApiEmulator",
+    "ResourceType",
+    "UnknownKindError",
+    "WriteRecord",
+]
