@@ -5,9 +5,15 @@
     CanaryError                      root; never raised itself
     +-- PolicyError                  a policy is invalid (lint's problems); retrying cannot help
     +-- TargetError                  the target object cannot be used
-        +-- TargetNotFoundError      no object of that kind/name/namespace; retry helps once it exists
-        +-- RouteResolutionError     route or destinations cannot be resolved; retrying the same
-                                     object cannot help, an edited object may
+    |   +-- TargetNotFoundError      no object of that kind/name/namespace; retry helps once it exists
+    |   +-- RouteResolutionError     route or destinations cannot be resolved; retrying the same
+    |                                object cannot help, an edited object may
+    +-- ApiError                     a Kubernetes API call failed (``code``: HTTP status, 0 = no answer)
+        +-- ConflictError            409, or a failed JSON-patch test: re-read and decide again
+        +-- ForbiddenError           403: the message names the missing RBAC permission; retrying
+                                     cannot help until RBAC changes
+        +-- NotFoundError            404
+        +-- UnavailableError         5xx, timeouts, refused connections: retrying helps
 
 Each carries ``problems``: one line per problem, for people.
 """
@@ -41,3 +47,31 @@ class TargetNotFoundError(TargetError):
 
 class RouteResolutionError(TargetError):
     """The route or its destinations cannot be resolved in the target object."""
+
+
+class ApiError(CanaryError):
+    """A Kubernetes API call failed."""
+
+    def __init__(self, problems: list[str], *, code: int = 0) -> None:
+        super().__init__(problems)
+        self.code = code
+
+
+class ConflictError(ApiError):
+    """Someone else wrote first (409), or the JSON-patch ``test`` no longer holds (422)."""
+
+    retryable = True
+
+
+class ForbiddenError(ApiError):
+    """RBAC forbids the call (403)."""
+
+
+class NotFoundError(ApiError):
+    """The object or resource type does not exist (404)."""
+
+
+class UnavailableError(ApiError):
+    """The API server did not answer usefully (5xx, timeout, connection refused)."""
+
+    retryable = True

@@ -1,0 +1,304 @@
+"""Where rollout status and manual commands live.
+
+* CRD mode: the CanaryPolicy's ``status`` subresource; commands in its ``canaryctl.dev/commands``
+  annotation.
+* File mode: one ConfigMap per policy in the controller's namespace (``data.status``, JSON), commands in
+  the same annotation on that ConfigMap.
+
+Every write carries the ``resourceVersion`` it was decided from, so a concurrent writer (a second
+replica, a command arriving) makes it fail with ``ConflictError`` instead of being lost. Commands are
+appended the same way, so none is ever dropped; the controller records the ids it has consumed in the
+status, and the CLI keeps the annotation to the last ``COMMANDS_KEPT`` entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from pydantic import ValidationError
+
+from controller.adapters.kubernetes.api import KubeApi, as_dict, metadata_of
+from controller.core.rollout import Command, CommandKind, RolloutStatus
+from controller.errors import ApiError, ConflictError, NotFoundError
+from controller.ports import LoadedStatus, PolicyRef
+
+GROUP = "canaryctl.dev"
+VERSION = "v1alpha1"
+PLURAL = "canarypolicies"
+COMMANDS_ANNOTATION = "canaryctl.dev/commands"
+COMMANDS_KEPT = 20
+LABEL_NAME = "canaryctl.dev/policy-name"
+LABEL_NAMESPACE = "canaryctl.dev/policy-namespace"
+
+
+def parse_commands(annotations: dict[str, str] | None, *, where: str) -> list[Command]:
+    """Commands from the annotation; a malformed entry is skipped, never fatal to the others."""
+    raw = (annotations or {}).get(COMMANDS_ANNOTATION)
+    if not raw:
+        return []
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return []
+    commands = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            commands.append(Command.model_validate(entry))
+        except ValidationError:
+            continue
+    return commands
+
+
+def _with_command(annotations: dict[str, str] | None, command: Command) -> dict[str, str]:
+    existing = [c.model_dump(mode="json", exclude_none=True) for c in parse_commands(annotations, where="")]
+    existing.append(command.model_dump(mode="json", exclude_none=True))
+    return {COMMANDS_ANNOTATION: json.dumps(existing[-COMMANDS_KEPT:], separators=(",", ":"))}
+
+
+def new_command(kind: CommandKind, *, by: str | None) -> Command:
+    """A command with a unique id and the current time."""
+    return Command(id=uuid.uuid4().hex[:12], kind=kind, by=by, at=datetime.now(UTC))
+
+
+def _status_from(raw: Any, *, where: str) -> RolloutStatus:
+    if not raw:
+        return RolloutStatus()
+    try:
+        return RolloutStatus.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(
+            [
+                f"{where}: the stored status cannot be read ({exc.error_count()} problems); "
+                "fix or clear it (kubectl edit --subresource=status) to continue"
+            ]
+        ) from None
+
+
+class CrdStatusStore:
+    """Status in the CanaryPolicy resource's status subresource."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    def _get(self, policy: PolicyRef) -> dict[str, Any]:
+        return as_dict(
+            self.api.call(
+                lambda: self.api.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, policy.namespace, PLURAL, policy.name, _request_timeout=self.api.timeout
+                ),
+                verb="get",
+                resource=PLURAL,
+                group=GROUP,
+                namespace=policy.namespace,
+                name=policy.name,
+            )
+        )
+
+    def load(self, *, policy: PolicyRef) -> LoadedStatus:
+        """Status, resourceVersion and commands of the CanaryPolicy resource."""
+        obj = self._get(policy)
+        meta = obj.get("metadata") or {}
+        where = f"CanaryPolicy {policy.namespace}/{policy.name}"
+        return LoadedStatus(
+            status=_status_from(obj.get("status"), where=where),
+            version=meta.get("resourceVersion"),
+            commands=parse_commands(meta.get("annotations"), where=where),
+        )
+
+    def save(self, *, policy: PolicyRef, status: RolloutStatus, version: str | None) -> str:
+        """Replace the status subresource, conditionally on ``version``."""
+        obj = self._get(policy)
+        if version is not None and obj["metadata"].get("resourceVersion") != version:
+            raise ConflictError([f"CanaryPolicy {policy.namespace}/{policy.name} changed since it was read"], code=409)
+        obj["status"] = status.model_dump(mode="json", exclude_none=True)
+        result = self.api.call(
+            lambda: self.api.custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, policy.namespace, PLURAL, policy.name, obj, _request_timeout=self.api.timeout
+            ),
+            verb="update",
+            resource=f"{PLURAL}/status",
+            group=GROUP,
+            namespace=policy.namespace,
+            name=policy.name,
+        )
+        return str(as_dict(result)["metadata"]["resourceVersion"])
+
+    def add_command(self, *, policy: PolicyRef, command: Command) -> None:
+        """Append a command to the resource's annotation (retried on conflict)."""
+        for _ in range(5):
+            obj = self._get(policy)
+            meta = obj.get("metadata") or {}
+            patch = {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "annotations": _with_command(meta.get("annotations"), command),
+                }
+            }
+            try:
+                self.api.call(
+                    lambda patch=patch: self.api.custom.patch_namespaced_custom_object(  # type: ignore[misc]
+                        GROUP,
+                        VERSION,
+                        policy.namespace,
+                        PLURAL,
+                        policy.name,
+                        patch,
+                        _content_type="application/merge-patch+json",
+                        _request_timeout=self.api.timeout,
+                    ),
+                    verb="patch",
+                    resource=PLURAL,
+                    group=GROUP,
+                    namespace=policy.namespace,
+                    name=policy.name,
+                )
+                return
+            except ConflictError:
+                continue
+        raise ConflictError([f"CanaryPolicy {policy.namespace}/{policy.name}: too many concurrent writers"], code=409)
+
+
+def configmap_name(policy: PolicyRef) -> str:
+    """``canary-<namespace>-<name>``, shortened with a hash when too long for a name."""
+    name = f"canary-{policy.namespace}-{policy.name}"
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[:242]}-{digest}"
+
+
+class ConfigMapStatusStore:
+    """Status in one ConfigMap per policy, in the controller's namespace (file mode)."""
+
+    def __init__(self, api: KubeApi, *, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    def _get(self, policy: PolicyRef) -> k8s.V1ConfigMap | None:
+        name = configmap_name(policy)
+        try:
+            return self.api.call(
+                lambda: self.api.core.read_namespaced_config_map(
+                    name, self.namespace, _request_timeout=self.api.timeout
+                ),
+                verb="get",
+                resource="configmaps",
+                group="",
+                namespace=self.namespace,
+                name=name,
+            )
+        except NotFoundError:
+            return None
+
+    def load(self, *, policy: PolicyRef) -> LoadedStatus:
+        """Status, resourceVersion and commands; a fresh status when the ConfigMap does not exist yet."""
+        cm = self._get(policy)
+        if cm is None:
+            return LoadedStatus(status=RolloutStatus(), version=None, commands=[])
+        where = f"ConfigMap {self.namespace}/{metadata_of(cm).name}"
+        raw = json.loads((cm.data or {}).get("status") or "null")
+        return LoadedStatus(
+            status=_status_from(raw, where=where),
+            version=metadata_of(cm).resource_version,
+            commands=parse_commands(metadata_of(cm).annotations, where=where),
+        )
+
+    def _body(
+        self, policy: PolicyRef, status: RolloutStatus | None, annotations: dict[str, str] | None, version: str | None
+    ) -> k8s.V1ConfigMap:
+        data = {"status": status.model_dump_json(exclude_none=True)} if status is not None else None
+        return k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(
+                name=configmap_name(policy),
+                namespace=self.namespace,
+                resource_version=version,
+                labels={
+                    LABEL_NAME: policy.name,
+                    LABEL_NAMESPACE: policy.namespace,
+                    "app.kubernetes.io/managed-by": "canary-controller",
+                },
+                annotations=annotations,
+            ),
+            data=data,
+        )
+
+    def save(self, *, policy: PolicyRef, status: RolloutStatus, version: str | None) -> str:
+        """Create or replace the ConfigMap, conditionally on ``version`` (None: must not exist yet)."""
+        name = configmap_name(policy)
+        if version is None:
+            created = self.api.call(
+                lambda: self.api.core.create_namespaced_config_map(
+                    self.namespace, self._body(policy, status, None, None), _request_timeout=self.api.timeout
+                ),
+                verb="create",
+                resource="configmaps",
+                group="",
+                namespace=self.namespace,
+                name=name,
+            )
+            return str(metadata_of(created).resource_version)
+        current = self._get(policy)
+        annotations = metadata_of(current).annotations if current is not None else None
+        replaced = self.api.call(
+            lambda: self.api.core.replace_namespaced_config_map(
+                name,
+                self.namespace,
+                self._body(policy, status, annotations, version),
+                _request_timeout=self.api.timeout,
+            ),
+            verb="update",
+            resource="configmaps",
+            group="",
+            namespace=self.namespace,
+            name=name,
+        )
+        return str(metadata_of(replaced).resource_version)
+
+    def add_command(self, *, policy: PolicyRef, command: Command) -> None:
+        """Append a command to the ConfigMap's annotation, creating the ConfigMap if needed."""
+        name = configmap_name(policy)
+        for _ in range(5):
+            current = self._get(policy)
+            try:
+                if current is None:
+                    body = self._body(policy, None, _with_command(None, command), None)
+                    self.api.call(
+                        lambda body=body: self.api.core.create_namespaced_config_map(  # type: ignore[misc]
+                            self.namespace, body, _request_timeout=self.api.timeout
+                        ),
+                        verb="create",
+                        resource="configmaps",
+                        group="",
+                        namespace=self.namespace,
+                        name=name,
+                    )
+                else:
+                    patch = {
+                        "metadata": {
+                            "resourceVersion": metadata_of(current).resource_version,
+                            "annotations": _with_command(metadata_of(current).annotations, command),
+                        }
+                    }
+                    self.api.call(
+                        lambda patch=patch: self.api.core.patch_namespaced_config_map(  # type: ignore[misc]
+                            name,
+                            self.namespace,
+                            patch,
+                            _content_type="application/merge-patch+json",
+                            _request_timeout=self.api.timeout,
+                        ),
+                        verb="patch",
+                        resource="configmaps",
+                        group="",
+                        namespace=self.namespace,
+                        name=name,
+                    )
+                return
+            except ConflictError:
+                continue
+        raise ConflictError([f"ConfigMap {self.namespace}/{name}: too many concurrent writers"], code=409)

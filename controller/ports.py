@@ -1,0 +1,111 @@
+"""The interfaces the service layer needs from the outside world (implemented in ``controller.adapters``).
+
+Each method takes keyword-only arguments and raises only the project's own errors
+(``controller.errors``), so the service never sees a library exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from controller.core.policy import CanaryPolicy
+from controller.core.rollout import AnalysisResult, Command, RolloutStatus
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """Where a policy came from: a CanaryPolicy resource or a file."""
+
+    namespace: str
+    name: str
+    source: str  # "crd" or "file"
+    location: str = ""  # file:line for files, uid for resources
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadedStatus:
+    """A persisted status and the version to write against (resourceVersion)."""
+
+    status: RolloutStatus
+    version: str | None
+    commands: list[Command]
+
+
+@dataclass(frozen=True)
+class CanaryWorkload:
+    """The canary workload's readiness and pod template (None when the policy names no workload)."""
+
+    ready: bool
+    message: str
+    template: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class InvolvedObject:
+    """The object an Event is about."""
+
+    kind: str
+    api_version: str
+    namespace: str
+    name: str
+
+
+class TrafficRouter(Protocol):
+    """Reads and writes VirtualServices and TCPRoutes (possibly on a separate mesh API server)."""
+
+    def get(self, *, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        ...
+
+    def replace_route(
+        self, *, kind: str, namespace: str, name: str, pointer: str, expect: list[Any], destinations: list[Any]
+    ) -> None:
+        """Replace the list at ``pointer`` only if it still equals ``expect`` (else ConflictError)."""
+        ...
+
+
+class StatusStore(Protocol):
+    """Persists rollout status (CR status subresource or a ConfigMap) and the manual commands."""
+
+    def load(self, *, policy: PolicyRef) -> LoadedStatus:
+        """The status (a fresh one if none was saved) with its version and pending commands."""
+        ...
+
+    def save(self, *, policy: PolicyRef, status: RolloutStatus, version: str | None) -> str:
+        """Write conditionally on ``version``; returns the new version (ConflictError when stale)."""
+        ...
+
+
+class WorkloadReader(Protocol):
+    """Reads the canary Deployment."""
+
+    def canary(self, *, namespace: str, name: str) -> CanaryWorkload:
+        """Readiness and pod template of a Deployment (not ready when missing)."""
+        ...
+
+
+class EventRecorder(Protocol):
+    """Records Kubernetes Events."""
+
+    def record(self, *, involved: InvolvedObject, reason: str, message: str, event_type: str) -> None:
+        """Record one event about ``involved``; failures are logged by the adapter, never raised."""
+        ...
+
+
+class AnalysisSource(Protocol):
+    """Supplies the analysis verdict of the current step (issue 4)."""
+
+    def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
+        """The verdict for ``status.run_id`` / ``status.step_index``, or None when not evaluated yet."""
+        ...
+
+
+class Clock(Protocol):
+    """Time, injected so tests control it."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...

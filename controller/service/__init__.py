@@ -1,0 +1,1 @@
+"""Runs reconcile passes through the ports: idempotent, safe to re-run after a crash."""
