@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 help:
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
-	@echo "make schema  regenerate policies/canarypolicy.schema.json from the pydantic models"
+	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -30,6 +30,7 @@ test: lint
 
 schema: venv
 	$(BIN)/canaryctl schema > policies/canarypolicy.schema.json
+	$(BIN)/python -c 'import yaml; from controller.core.crd import canarypolicy_crd; print("# Generated from controller/core models by `make schema`; do not edit."); print(yaml.safe_dump(canarypolicy_crd(), sort_keys=False), end="")' > helm/crds/canarypolicies.canaryctl.dev.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -33,8 +33,9 @@ Rules that relate fields cannot be written in a structural schema. Two are added
 ``tcpRoute``, and strictly increasing ``steps`` (sorted and without repeats, over at most 101 items, which
 any strictly increasing list of percentages satisfies and which bounds the rule's cost). The others
 (``route.name`` only for http, no subsets or ports for a TCPRoute, canary different from stable, a policy
-name that is a DNS-1123 label) are checked by the controller, which validates every policy with
-``CanaryPolicy.model_validate`` whatever the API server accepted, and reports violations in ``status``.
+name that is a DNS-1123 label) are left to the controller, which validates every policy with
+``CanaryPolicy.model_validate`` (as ``canaryctl lint`` does) whatever the API server accepted; it checks the
+two CEL rules again too, for API servers that do not evaluate them.
 """
 
 from __future__ import annotations
