@@ -17,6 +17,7 @@ import yaml
 from controller import __version__
 from controller.adapters.policy_files import check_documents, lint_paths
 from controller.adapters.yaml_documents import read_yaml_file
+from controller.cli_control import register as register_control_commands
 from controller.core.plan import Plan, SourceDocument, plan_rollout
 from controller.core.policy import policy_json_schema
 from controller.errors import TargetError
@@ -120,9 +121,20 @@ def schema() -> None:
 
 
 @app.command()
+def run() -> None:
+    """Run the controller daemon (settings from CANARY_* environment variables; see README)."""
+    from controller.runtime.composition import run as run_daemon  # noqa: PLC0415 - heavy imports, daemon only
+
+    run_daemon()
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+register_control_commands(app)
 
 
 def main() -> None:

@@ -109,3 +109,42 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
         ...
+
+
+@dataclass(frozen=True)
+class SourcedPolicy:
+    """A valid policy and where it came from."""
+
+    policy: CanaryPolicy
+    ref: PolicyRef
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """A policy that could not be used, and why (lint's message, a name clash...)."""
+
+    source: str  # "crd" or "file"
+    location: str  # file:line, or namespace/name of the resource
+    message: str
+    namespace: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """The policies of one source at one moment, and the ones it had to skip."""
+
+    policies: tuple[SourcedPolicy, ...] = ()
+    problems: tuple[SourceProblem, ...] = ()
+
+
+class PolicySource(Protocol):
+    """Where policies come from: a directory of YAML files, or CanaryPolicy resources."""
+
+    def snapshot(self) -> PolicySnapshot:
+        """The current valid policies and problems. Cheap: sources cache and refresh in the background."""
+        ...
+
+    def close(self) -> None:
+        """Stop background work (watches, threads)."""
+        ...

@@ -347,3 +347,21 @@ def test_revision_changes_with_the_spec_and_the_canary_template() -> None:
     assert revision_of(policy, {"spec": {"containers": [{"image": "a"}]}}) != revision_of(
         policy, {"spec": {"containers": [{"image": "b"}]}}
     )
+
+
+def test_a_new_revision_mid_rollout_takes_traffic_off_the_replaced_canary_at_once() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(1)
+    sim.tick(61)
+    assert sim.canary_weight() == 20
+    sim.revision = "rev-2"
+    sim.ready = False  # the canary Deployment is rolling out its new pod template
+    sim.tick(1)
+    assert sim.status.phase == Phase.PENDING
+    assert sim.live == sim.original, "traffic must leave the canary while its new pods are not ready"
+    sim.tick(30)
+    assert sim.live == sim.original
+    sim.ready = True
+    sim.tick(1)
+    assert sim.canary_weight() == 0

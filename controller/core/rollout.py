@@ -648,6 +648,12 @@ def _wait_for_target(work: _Pass) -> None:
 def _pending(work: _Pass) -> None:
     status = work.status
     policy = work.policy
+    if status.original is not None and work.live_destinations() != status.original.destinations:
+        # A new revision arrived mid-run: the route still sends the old run's weight to a canary that is
+        # being replaced. Put the original route back first; the new run starts from it.
+        work.write_restore()
+        status.message = "new revision: restoring the original route before the new run starts"
+        return
     if not work.obs.canary_ready:
         deadline = policy.spec.workload.progress_deadline_seconds
         waited = _waited(work)

@@ -1,0 +1,304 @@
+"""What ``canaryctl status`` shows: one row per policy, computed from its status, pending commands and ``now``.
+
+Pure: no I/O and no clock (the caller passes ``now``). The adapters find the statuses
+(``controller.adapters.kubernetes.control``); the CLI prints the rows as a table or as the JSON document
+described by :func:`status_list_document`.
+
+The JSON document (``canaryctl status -o json``) is a stable interface for scripts::
+
+    {"apiVersion": "canaryctl.dev/v1alpha1", "kind": "StatusList", "items": [ITEM, ...]}
+
+Each ITEM has exactly these keys (values are ``null`` when unknown):
+
+* ``namespace``, ``name``: the policy.
+* ``source``: ``"crd"`` (a CanaryPolicy resource) or ``"file"`` (a policy file; status in a ConfigMap).
+* ``phase``: ``Pending``, ``Progressing``, ``Paused``, ``Promoted``, ``RollingBack``, ``RolledBack``,
+  ``Failed`` or ``Aborted``; ``null`` when the controller has recorded no status yet.
+* ``step``: display form ``"2/4"``; ``stepIndex``: 0-based index of the current step, -1 before the first.
+* ``weight``: the canary weight (percent) the controller set, ``null`` when none.
+* ``stepStartedAt``: RFC 3339 time the current step's weight was confirmed live.
+* ``secondsInStep``: how long the current step has run (frozen while paused); ``null`` before the step's
+  weight is live and once the run has ended.
+* ``lastVerdict``, ``lastError``, ``message``: the controller's last analysis verdict, last error and
+  progress message, in full.
+* ``runId``: the current run.
+* ``pendingCommands``: commands recorded but not yet consumed by the controller, oldest first, each
+  ``{"id", "kind", "by", "at"}``.
+* ``history``: the last 10 transitions, oldest first, each ``{"time", "from", "to", "reason", "message"}``.
+* ``conditions``: Kubernetes-style conditions, each ``{"type", "status", "reason", "message",
+  "lastTransitionTime"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.core.policy import API_VERSION
+from controller.core.rollout import TERMINAL_PHASES, Command, Condition, HistoryEntry, Phase, RolloutStatus
+
+STATUS_LIST_KIND = "StatusList"
+HISTORY_SHOWN = 10
+VERDICT_WIDTH = 30
+ERROR_WIDTH = 50
+NONE = "-"
+ELLIPSIS = "…"
+TABLE_HEADERS = ("NAMESPACE", "NAME", "SOURCE", "PHASE", "STEP", "WEIGHT", "IN STEP", "VERDICT", "LAST ERROR")
+ITEM_KEYS = (
+    "namespace",
+    "name",
+    "source",
+    "phase",
+    "step",
+    "stepIndex",
+    "weight",
+    "stepStartedAt",
+    "secondsInStep",
+    "lastVerdict",
+    "lastError",
+    "message",
+    "runId",
+    "pendingCommands",
+    "history",
+    "conditions",
+)
+
+
+def human_duration(seconds: float) -> str:
+    """A short duration for people: ``45s``, ``1m05s``, ``2h03m``, ``3d04h``.
+
+    Args:
+        seconds: the duration; fractions are dropped and a negative value (clock skew) reads as ``0s``.
+
+    Returns:
+        The two most significant units, the second zero-padded.
+    """
+    whole = max(int(seconds), 0)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def cut(text: str | None, width: int) -> str:
+    """One line of at most ``width`` characters, ending in ``…`` when something was cut.
+
+    Args:
+        text: any text; runs of whitespace (newlines included) become one space. None or blank gives ``-``.
+        width: the most characters to keep, the ellipsis included (at least 1).
+
+    Returns:
+        The shortened text.
+    """
+    line = " ".join((text or "").split())
+    if not line:
+        return NONE
+    width = max(width, 1)
+    if len(line) <= width:
+        return line
+    return line[: width - 1].rstrip() + ELLIPSIS
+
+
+def pending_commands(commands: Iterable[Command], status: RolloutStatus | None) -> list[Command]:
+    """The recorded commands the controller has not consumed yet (their ids are not in the status)."""
+    processed = set(status.processed_commands) if status is not None else set()
+    return [command for command in commands if command.id not in processed]
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One policy as ``canaryctl status`` shows it. Field meanings are those of the JSON item keys."""
+
+    namespace: str
+    name: str
+    source: str
+    phase: Phase | None
+    step: str | None
+    step_index: int
+    weight: int | None
+    step_started_at: datetime | None
+    seconds_in_step: float | None
+    last_verdict: str | None
+    last_error: str | None
+    message: str
+    run_id: str | None
+    pending: tuple[Command, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    conditions: tuple[Condition, ...] = field(default=())
+
+
+def _step_display(status: RolloutStatus, step_count: int | None) -> str | None:
+    if status.step:
+        return status.step
+    if step_count is not None:
+        return f"{max(status.step_index + 1, 0)}/{step_count}"
+    return f"{status.step_index + 1}/?" if status.step_index >= 0 else None
+
+
+def _aware(value: datetime) -> datetime:
+    """Times without a zone are UTC (the controller writes UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _seconds_in_step(status: RolloutStatus, now: datetime) -> float | None:
+    if status.phase in TERMINAL_PHASES or status.step_started_at is None:
+        return None
+    if status.phase == Phase.PAUSED and status.paused_elapsed_seconds is not None:
+        return max(status.paused_elapsed_seconds, 0.0)
+    return max((_aware(now) - _aware(status.step_started_at)).total_seconds(), 0.0)
+
+
+def status_row(
+    *,
+    namespace: str,
+    name: str,
+    source: str,
+    status: RolloutStatus | None,
+    commands: Sequence[Command],
+    now: datetime,
+    step_count: int | None = None,
+    problem: str | None = None,
+) -> StatusRow:
+    """The row of one policy.
+
+    Args:
+        namespace: the policy's namespace.
+        name: the policy's name.
+        source: ``crd`` or ``file``.
+        status: the persisted status, or None when the controller has recorded none (or it is unreadable).
+        commands: the commands recorded for the policy (its commands annotation), oldest first.
+        now: the current time (timezone-aware, like the status's times).
+        step_count: how many steps the policy's schedule has, when known; used only when the status has no
+            display step of its own.
+        problem: why the status could not be read; shown as the last error.
+
+    Returns:
+        The row; ``seconds_in_step`` is frozen while paused and None once the run has ended.
+    """
+    pending = tuple(pending_commands(commands, status))
+    if status is None:
+        return StatusRow(
+            namespace=namespace,
+            name=name,
+            source=source,
+            phase=None,
+            step=None,
+            step_index=-1,
+            weight=None,
+            step_started_at=None,
+            seconds_in_step=None,
+            last_verdict=None,
+            last_error=problem,
+            message="",
+            run_id=None,
+            pending=pending,
+        )
+    return StatusRow(
+        namespace=namespace,
+        name=name,
+        source=source,
+        phase=status.phase,
+        step=_step_display(status, step_count),
+        step_index=status.step_index,
+        weight=status.weight,
+        step_started_at=status.step_started_at,
+        seconds_in_step=_seconds_in_step(status, now),
+        last_verdict=status.last_verdict,
+        last_error=problem or status.last_error,
+        message=status.message,
+        run_id=status.run_id,
+        pending=pending,
+        history=tuple(status.history[-HISTORY_SHOWN:]),
+        conditions=tuple(status.conditions),
+    )
+
+
+def display_phase(row: StatusRow) -> str:
+    """The phase, with the commands still waiting for the controller: ``Progressing (pause pending)``."""
+    phase = str(row.phase) if row.phase is not None else NONE
+    if not row.pending:
+        return phase
+    kinds = ", ".join(str(command.kind) for command in row.pending)
+    return f"{phase} ({kinds} pending)" if row.phase is not None else f"{kinds} pending"
+
+
+def table_cells(row: StatusRow) -> tuple[str, ...]:
+    """The row's cells, in the order of :data:`TABLE_HEADERS`; ``-`` where there is nothing to show."""
+    return (
+        row.namespace,
+        row.name,
+        row.source,
+        display_phase(row),
+        row.step or NONE,
+        f"{row.weight}" if row.weight is not None else NONE,
+        human_duration(row.seconds_in_step) if row.seconds_in_step is not None else NONE,
+        cut(row.last_verdict, VERDICT_WIDTH),
+        cut(row.last_error, ERROR_WIDTH),
+    )
+
+
+def plain_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Columns aligned with spaces, like ``kubectl get``; no trailing spaces, ends with a newline."""
+    lines = [tuple(headers), *(tuple(row) for row in rows)]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(headers))]
+    text = ["   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
+    return "\n".join(text) + "\n"
+
+
+def _time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return _aware(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def row_json(row: StatusRow) -> dict[str, Any]:
+    """One item of the JSON document, with exactly the keys of :data:`ITEM_KEYS`."""
+    return {
+        "namespace": row.namespace,
+        "name": row.name,
+        "source": row.source,
+        "phase": str(row.phase) if row.phase is not None else None,
+        "step": row.step,
+        "stepIndex": row.step_index,
+        "weight": row.weight,
+        "stepStartedAt": _time(row.step_started_at),
+        "secondsInStep": round(row.seconds_in_step, 3) if row.seconds_in_step is not None else None,
+        "lastVerdict": row.last_verdict,
+        "lastError": row.last_error,
+        "message": row.message,
+        "runId": row.run_id,
+        "pendingCommands": [{"id": c.id, "kind": str(c.kind), "by": c.by, "at": _time(c.at)} for c in row.pending],
+        "history": [
+            {
+                "time": _time(h.time),
+                "from": str(h.from_phase) if h.from_phase is not None else None,
+                "to": str(h.to_phase),
+                "reason": h.reason,
+                "message": h.message,
+            }
+            for h in row.history
+        ],
+        "conditions": [
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": _time(c.last_transition_time),
+            }
+            for c in row.conditions
+        ],
+    }
+
+
+def status_list_document(rows: Iterable[StatusRow]) -> dict[str, Any]:
+    """The ``canaryctl status -o json`` document: ``{"apiVersion", "kind": "StatusList", "items"}``."""
+    return {"apiVersion": API_VERSION, "kind": STATUS_LIST_KIND, "items": [row_json(row) for row in rows]}

@@ -1,0 +1,1 @@
+"""The daemon: settings -> adapters -> scheduler. The only package that reads settings."""

@@ -1,0 +1,108 @@
+"""The composition root: settings -> adapters -> the controller. Nothing else builds adapters."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from types import FrameType
+
+from pydantic import ValidationError
+
+from controller.adapters.kubernetes.api import KubeApi, load_api_client
+from controller.adapters.kubernetes.events import KubernetesEventRecorder
+from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
+from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
+from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
+from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
+from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
+from controller.runtime import logs
+from controller.runtime.daemon import Controller
+from controller.service.analysis import NoAnalysis
+from controller.service.reconcile import Dependencies
+from controller.settings import Settings
+
+log = logging.getLogger("controller")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; exits with a message naming each invalid setting."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "CANARY_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"invalid setting {name}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_controller(settings: Settings, *, analysis: AnalysisSource | None = None) -> Controller:
+    """Wire every adapter from ``settings``."""
+    main = KubeApi(
+        load_api_client(kubeconfig=settings.kubeconfig, context=settings.context),
+        timeout_seconds=settings.api_timeout_seconds,
+    )
+    mesh = (
+        KubeApi(
+            load_api_client(kubeconfig=settings.mesh_kubeconfig, context=settings.mesh_context),
+            timeout_seconds=settings.api_timeout_seconds,
+        )
+        if settings.separate_mesh
+        else main
+    )
+    router = KubernetesTrafficRouter(mesh)
+    crd_store = CrdStatusStore(main)
+    file_store = ConfigMapStatusStore(main, namespace=settings.namespace)
+    workloads = KubernetesWorkloadReader(main)
+    events = KubernetesEventRecorder(main)
+    chosen_analysis = analysis or NoAnalysis()
+    sources: list[PolicySource] = []
+    if settings.policy_dir is not None:
+        sources.append(DirectoryPolicySource(settings.policy_dir))
+    if settings.watch_crds:
+        sources.append(CrdPolicySource(main, namespaces=settings.watch_namespaces or None))
+
+    def dependencies_for(ref: PolicyRef) -> Dependencies:
+        return Dependencies(
+            router=router,
+            store=crd_store if ref.source == "crd" else file_store,
+            workloads=workloads,
+            events=events,
+            analysis=chosen_analysis,
+        )
+
+    def on_problem(problem: SourceProblem) -> None:
+        if problem.source == "crd" and problem.namespace and problem.name:
+            events.record(
+                involved=InvolvedObject("CanaryPolicy", "canaryctl.dev/v1alpha1", problem.namespace, problem.name),
+                reason="InvalidPolicy",
+                message=problem.message,
+                event_type="Warning",
+            )
+
+    return Controller(
+        sources=sources,
+        merge=merge_snapshots,
+        dependencies_for=dependencies_for,
+        workers=settings.workers,
+        tick_seconds=settings.tick_seconds,
+        on_problem=on_problem,
+    )
+
+
+def run(*, analysis: AnalysisSource | None = None) -> None:
+    """``canaryctl run``: build from the environment, run until SIGTERM/SIGINT, exit within 10 s."""
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    controller = build_controller(settings, analysis=analysis)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        del frame
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in controller.sources)})
+    controller.run_forever()
+    log.info("controller stopped")

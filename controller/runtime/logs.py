@@ -1,0 +1,42 @@
+"""Structured JSON logs: one line per event, with policy, namespace and run id when known."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+_FIELDS = ("policy", "namespace", "run_id", "phase", "step", "weight", "source", "error")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object; extra fields named in ``_FIELDS`` are carried over."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line of JSON."""
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in _FIELDS:
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[field] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(level: str) -> None:
+    """JSON logs on stderr at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("apscheduler").setLevel("WARNING")
+    logging.getLogger("kubernetes").setLevel("WARNING")
+    logging.getLogger("urllib3").setLevel("ERROR")

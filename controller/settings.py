@@ -1,0 +1,64 @@
+"""Controller settings, from environment variables prefixed ``CANARY_`` (or a ``.env``-style file).
+
+Every field says its unit and default; ``canaryctl run`` refuses to start on an invalid value and names
+the setting. Only ``controller.runtime`` reads settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All settings of the controller daemon."""
+
+    model_config = SettingsConfigDict(env_prefix="CANARY_", extra="forbid", env_file=None)
+
+    namespace: str = Field(
+        "canary-system",
+        description="The controller's own namespace: file-mode status ConfigMaps and leader-election leases live "
+        "here. Default canary-system.",
+    )
+    policy_dir: Path | None = Field(
+        None,
+        description="Directory of policy files (file mode; the Helm chart mounts a ConfigMap here). Unset: no "
+        "file policies.",
+    )
+    watch_crds: bool = Field(True, description="Serve CanaryPolicy resources (CRD mode). Default true.")
+    watch_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated namespaces whose CanaryPolicy resources this controller serves. Empty (the "
+        "default): all namespaces.",
+    )
+    kubeconfig: str | None = Field(
+        None, description="Kubeconfig file for the main cluster. Unset: KUBECONFIG, ~/.kube/config, in-cluster."
+    )
+    context: str | None = Field(None, description="Kubeconfig context for the main cluster. Unset: current.")
+    mesh_kubeconfig: str | None = Field(
+        None,
+        description="Kubeconfig of the API server holding VirtualServices and TCPRoutes when it is not the main "
+        "one (Alibaba ASM keeps Istio config on its own control plane). Unset: the main cluster.",
+    )
+    mesh_context: str | None = Field(None, description="Kubeconfig context for the mesh API server.")
+    tick_seconds: float = Field(5.0, gt=0, le=3600, description="Seconds between reconcile passes. Default 5.")
+    workers: int = Field(
+        8, ge=1, le=256, description="Reconcile passes run in parallel (a slow one never delays others). Default 8."
+    )
+    api_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Per-request Kubernetes API timeout, s.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def separate_mesh(self) -> bool:
+        """True when mesh config lives on another API server."""
+        return bool(self.mesh_kubeconfig or self.mesh_context)

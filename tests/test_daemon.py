@@ -1,0 +1,81 @@
+"""The daemon loop: dispatch, isolation of slow rollouts, problems reported once, clean shutdown."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from controller.core.policy import CanaryPolicy
+from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
+from controller.runtime.daemon import Controller
+from controller.service.reconcile import Dependencies
+from tests.fakes import ListEvents, MemoryRouter, MemoryStore, PassingAnalysis, ReadyWorkloads, StaticSource
+from tests.test_rollout import seed_policy, seed_target
+
+
+def _merge(*snapshots: PolicySnapshot) -> PolicySnapshot:
+    return PolicySnapshot(
+        policies=tuple(p for s in snapshots for p in s.policies),
+        problems=tuple(p for s in snapshots for p in s.problems),
+    )
+
+
+def _policy(name: str) -> CanaryPolicy:
+    doc = seed_policy().model_dump(mode="json")
+    doc["metadata"] = {"name": name, "namespace": "shop"}
+    doc["spec"]["target"]["virtualService"] = {"name": name}
+    return CanaryPolicy.model_validate(doc)
+
+
+def _world(names: list[str], slow: set[str]) -> tuple[Controller, dict[str, MemoryRouter], MemoryStore, ListEvents]:
+    routers = {}
+    store = MemoryStore()
+    events = ListEvents()
+    for name in names:
+        obj: dict[str, Any] = copy.deepcopy(seed_target())
+        obj["metadata"]["name"] = name
+        routers[name] = MemoryRouter({("VirtualService", "shop", name): obj}, delay=1.0 if name in slow else 0.0)
+    policies = tuple(SourcedPolicy(_policy(n), PolicyRef("shop", n, "file")) for n in names)
+    problem = SourceProblem(source="file", location="bad.yaml:3", message="spec.schedule.steps[1]: must be ...")
+    source = StaticSource(PolicySnapshot(policies=policies, problems=(problem,)))
+
+    def deps(ref: PolicyRef) -> Dependencies:
+        return Dependencies(
+            router=routers[ref.name], store=store, workloads=ReadyWorkloads(), events=events, analysis=PassingAnalysis()
+        )
+
+    reported: list[SourceProblem] = []
+    controller = Controller(
+        sources=[source], merge=_merge, dependencies_for=deps, workers=4, tick_seconds=0.05, on_problem=reported.append
+    )
+    controller.reported = reported  # type: ignore[attr-defined]
+    return controller, routers, store, events
+
+
+def test_a_slow_rollout_never_delays_the_others() -> None:
+    controller, routers, _, _ = _world(["fast", "slow"], slow={"slow"})
+    for _ in range(10):
+        controller.tick()
+        time.sleep(0.05)
+    controller.shutdown(timeout=2)
+    assert routers["fast"].gets >= 8
+    assert routers["slow"].gets == 1, "a busy policy must be skipped, not queued"
+
+
+def test_each_policy_problem_is_reported_once() -> None:
+    controller, _, _, _ = _world(["a"], slow=set())
+    for _ in range(3):
+        controller.tick()
+    controller.shutdown(timeout=2)
+    assert len(controller.reported) == 1  # type: ignore[attr-defined]
+
+
+def test_passes_persist_status_and_shutdown_closes_sources() -> None:
+    controller, _, store, events = _world(["a"], slow=set())
+    controller.tick()
+    controller.shutdown(timeout=2)
+    assert ("shop", "a") in store.saved
+    assert ("a", "StepStarted") in events.events
+    assert all(isinstance(s, StaticSource) and s.closed for s in controller.sources)
+    controller.tick()  # after shutdown: no new work, no error
