@@ -145,6 +145,10 @@ class PolicySource(Protocol):
         """The current valid policies and problems. Cheap: sources cache and refresh in the background."""
         ...
 
+    def synced(self) -> bool:
+        """True once the source has read everything at least once (no pass runs before all sources are)."""
+        ...
+
     def close(self) -> None:
         """Stop background work (watches, threads)."""
         ...

@@ -89,5 +89,8 @@ class StaticSource:
     def snapshot(self) -> PolicySnapshot:
         return self.current
 
+    def synced(self) -> bool:
+        return True
+
     def close(self) -> None:
         self.closed = True

@@ -79,3 +79,18 @@ def test_passes_persist_status_and_shutdown_closes_sources() -> None:
     assert ("a", "StepStarted") in events.events
     assert all(isinstance(s, StaticSource) and s.closed for s in controller.sources)
     controller.tick()  # after shutdown: no new work, no error
+
+
+def test_no_pass_runs_before_every_source_has_synced() -> None:
+    controller, routers, store, _ = _world(["a"], slow=set())
+    source = controller.sources[0]
+    assert isinstance(source, StaticSource)
+    source.synced = lambda: False  # type: ignore[method-assign]
+    controller.tick()
+    time.sleep(0.1)
+    assert routers["a"].gets == 0
+    assert store.saved == {}
+    source.synced = lambda: True  # type: ignore[method-assign]
+    controller.tick()
+    controller.shutdown(timeout=2)
+    assert routers["a"].gets == 1

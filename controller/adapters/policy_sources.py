@@ -250,6 +250,10 @@ class DirectoryPolicySource:
             self._refresh()
             return self._snapshot
 
+    def synced(self) -> bool:
+        """Files are read on demand: always in sync."""
+        return True
+
     def close(self) -> None:
         """Nothing runs in the background; present for the ``PolicySource`` protocol."""
 
@@ -430,6 +434,10 @@ class CrdPolicySource:
         """Wait until every scope has been listed once; False if that took longer than ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         return all(scope.synced.wait(max(deadline - time.monotonic(), 0.0)) for scope in self._scopes)
+
+    def synced(self) -> bool:
+        """True once every scope has been listed at least once."""
+        return all(scope.synced.is_set() for scope in self._scopes)
 
     @property
     def running(self) -> bool:

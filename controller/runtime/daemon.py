@@ -72,6 +72,10 @@ class Controller:
         if self._stop.is_set():
             return
         self.heartbeat = self.clock.now()
+        if not all(source.synced() for source in self.sources):
+            # Acting on a partial view could run a policy that clashes with one not seen yet.
+            log.info("waiting for every policy source to sync before the first pass")
+            return
         snapshot = self.merge(*(source.snapshot() for source in self.sources))
         for problem in snapshot.problems:
             if problem not in self._reported:
