@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint test schema clean
+.PHONY: help venv deps lint test schema clean
 
 help:
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
@@ -19,13 +19,21 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Real Prometheus (and later Alertmanager) for the integration tests: Debian's packages, installed when
+# missing. Their own services are not started; tests run the binaries on free loopback ports.
+deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	  else echo "prometheus is not installed and installing it needs root: sudo apt-get install prometheus" >&2; exit 1; fi; }
+	@command -v prometheus >/dev/null && echo "prometheus: $$(prometheus --version 2>&1 | head -1)"
+
 lint: venv
 	$(BIN)/ruff check controller tests
 	$(BIN)/ruff format --check controller tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint deps
 	$(BIN)/pytest
 
 schema: venv

@@ -287,12 +287,173 @@ class Workload(_Model):
         return parse_go_duration(self.progress_deadline)
 
 
+BUILTIN_TEMPLATES = ("istio-tcp-connect-error-ratio", "istio-tcp-connections", "envoy-tcp-connect-error-ratio")
+ERROR_RATIO_TEMPLATES = ("istio-tcp-connect-error-ratio", "envoy-tcp-connect-error-ratio")
+_LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.:/]*[A-Za-z0-9])?$"
+LabelValue = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=253, pattern=_LABEL_VALUE),
+]
+
+
+class SecretKeySelector(_Model):
+    """A key of a Kubernetes Secret in the policy's namespace."""
+
+    name: DnsSubdomain = Field(description="Secret name.")
+    key: Annotated[StrictStr, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = Field(
+        description="Key inside the Secret."
+    )
+
+
+class SecretRef(_Model):
+    """A secret value by reference, never inline: a Secret key or an environment variable of the controller."""
+
+    secret_key_ref: SecretKeySelector | None = Field(None, description="A key of a Secret in the policy's namespace.")
+    env: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
+        None, description="Name of an environment variable of the controller."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.secret_key_ref is None) == (self.env is None):
+            raise _rules_error([((), "exactly one of secretKeyRef or env must be set")])
+        return self
+
+
+class BasicAuth(_Model):
+    """HTTP basic authentication."""
+
+    username: Annotated[StrictStr, Field(min_length=1)] = Field(description="User name (not secret).")
+    password: SecretRef = Field(description="Password, by reference.")
+
+
+class PrometheusSpec(_Model):
+    """How to reach Prometheus. Unset fields fall back to the controller's settings."""
+
+    url: Annotated[StrictStr, Field(pattern=r"^https?://\S+$")] | None = Field(
+        None, description="Base URL, e.g. http://prometheus.istio-system:9090."
+    )
+    bearer_token: SecretRef | None = Field(None, description="Bearer token, by reference.")
+    basic_auth: BasicAuth | None = Field(None, description="Basic authentication.")
+    headers: dict[str, str] | None = Field(None, description="Extra (non-secret) HTTP headers, e.g. X-Scope-OrgID.")
+    ca_bundle: SecretRef | None = Field(None, description="PEM CA bundle to verify the server, by reference.")
+    insecure_skip_verify: bool = Field(False, description="Skip TLS verification (explicit opt-in; avoid).")
+    timeout: GoDuration = Field("10s", description="Per-query timeout.")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusSpec:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise _rules_error([(("bearerToken",), "use bearerToken or basicAuth, not both")])
+        return self
+
+
+class CountTest(_Model):
+    """One-sided count test of the canary's error rate against the stable baseline."""
+
+    method: Literal["binomial", "poisson"] = Field(
+        "binomial", description="binomial (conditional exact test on connection counts) or poisson."
+    )
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = Field(
+        0.99, description="Confidence that the canary is worse before the check fails (0.5..1, default 0.99)."
+    )
+
+
+class CompareToStable(_Model):
+    """Fail when canary > stable x factor + margin."""
+
+    factor: Annotated[float, Field(ge=0)] = Field(1.0, description="Multiplier of the stable value.")
+    margin: Annotated[float, Field(ge=0)] = Field(0.0, description="Added to the scaled stable value.")
+
+
+class MetricCheck(_Model):
+    """One measurement and how to judge it."""
+
+    name: DnsLabel = Field(description="Name of the check (unique in the policy), used in status and alerts.")
+    template: Literal[BUILTIN_TEMPLATES] | None = Field(  # type: ignore[valid-type]
+        None, description="A built-in measurement: " + ", ".join(BUILTIN_TEMPLATES) + "."
+    )
+    query: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = Field(
+        None,
+        description="A custom PromQL template returning one value. Variables in {{ }}: workload (the side "
+        "measured), namespace, canary_workload, stable_workload, canary_cluster, stable_cluster, "
+        "canary_service, stable_service, window, step_start; add '| regex' inside the braces to escape for =~.",
+    )
+    window: GoDuration | None = Field(
+        None, description="Look-back window; default analysis.interval. Never reaches back before the step began."
+    )
+    max: float | None = Field(None, description="Fail when the canary's value is above this.")
+    min: float | None = Field(None, description="Fail when the canary's value is below this.")
+    compare_to_stable: CompareToStable | None = Field(None, description="Judge against the stable version.")
+    count_test: CountTest | None = Field(None, description="Error ratios: one-sided count test against stable.")
+    min_connections: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None,
+        description="Error ratios: canary connections needed in the window before the check can pass (default 100).",
+    )
+    on_no_data: Literal["hold", "fail", "pass"] = Field(
+        "hold", description="When the query returns nothing: hold (inconclusive, default), fail or pass."
+    )
+
+    @property
+    def is_error_ratio(self) -> bool:
+        """True for the built-in error ratios (they carry counts)."""
+        return self.template in ERROR_RATIO_TEMPLATES
+
+
+class MetricSelector(_Model):
+    """How the canary and stable versions appear in metrics (label values)."""
+
+    canary_workload: LabelValue | None = Field(
+        None, description="destination_workload of the canary; default spec.workload.canary.name."
+    )
+    stable_workload: LabelValue | None = Field(None, description="destination_workload of the stable version.")
+    canary_service: LabelValue | None = Field(
+        None, description="destination_service (FQDN) of the canary when it has its own Service (host split)."
+    )
+    stable_service: LabelValue | None = Field(None, description="destination_service (FQDN) of the stable Service.")
+    canary_cluster: LabelValue | None = Field(None, description="envoy_cluster_name of the canary (Envoy metrics).")
+    stable_cluster: LabelValue | None = Field(None, description="envoy_cluster_name of the stable version.")
+    namespace: DnsLabel | None = Field(
+        None, description="destination_workload_namespace; default the policy's namespace."
+    )
+
+
+class Analysis(_Model):
+    """Prometheus checks during and at the end of every step."""
+
+    interval: GoDuration = Field("30s", description="How often the checks run during a step (fail fast).")
+    prometheus: PrometheusSpec | None = Field(None, description="Prometheus connection; default from settings.")
+    selector: MetricSelector = Field(default_factory=MetricSelector, description="Label values of the versions.")
+    metrics: Annotated[list[MetricCheck], Field(min_length=1)] = Field(description="The checks.")
+    failure_limit: Annotated[StrictInt, Field(ge=1)] = Field(
+        1, description="Consecutive FAIL verdicts that roll back (default 1: fail fast)."
+    )
+    max_inconclusive: Annotated[StrictInt, Field(ge=1)] | GoDuration | None = Field(
+        None,
+        description="Consecutive inconclusive verdicts (a count) or time inconclusive (a duration) after which "
+        "onInconclusive applies. Unset: wait forever.",
+    )
+    on_inconclusive: Literal["pause", "rollback"] = Field("pause", description="pause (default) or rollback.")
+
+    @property
+    def interval_seconds(self) -> float:
+        """``interval`` in seconds."""
+        return parse_go_duration(self.interval)
+
+
 class Spec(_Model):
     """What to roll out and how."""
 
     target: Target
     schedule: Schedule
     workload: Workload = Field(default_factory=Workload, description="The canary workload (optional).")
+    analysis: Analysis | None = Field(None, description="Prometheus analysis; without it no step advances alone.")
+
+    @model_validator(mode="after")
+    def _check_analysis(self) -> Spec:
+        problems = _analysis_rules(self)
+        if problems:
+            raise _rules_error(problems)
+        return self
 
 
 class CanaryPolicy(_Model):
@@ -345,6 +506,89 @@ def _target_rules(target: Target) -> list[tuple[Path, str]]:
                 )
     if (target.stable.host, target.stable.subset) == (target.canary.host, target.canary.subset):
         problems.append((("canary",), "must differ from stable (same host and subset)"))
+    return problems
+
+
+_TEMPLATE_VARIABLES = {
+    "workload",
+    "namespace",
+    "canary_workload",
+    "stable_workload",
+    "canary_cluster",
+    "stable_cluster",
+    "canary_service",
+    "stable_service",
+    "window",
+    "step_start",
+}
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*(?:\|\s*([a-z]+)\s*)?\}\}")
+
+
+def template_variables(query: str) -> list[tuple[str, str | None]]:
+    """(variable, filter) of every ``{{ variable | filter }}`` in a custom query."""
+    return [(m.group(1), m.group(2)) for m in _PLACEHOLDER.finditer(query)]
+
+
+def _analysis_rules(spec: Spec) -> list[tuple[Path, str]]:
+    analysis = spec.analysis
+    if analysis is None:
+        return []
+    problems: list[tuple[Path, str]] = []
+    seen: dict[str, int] = {}
+    selector = analysis.selector
+    for index, check in enumerate(analysis.metrics):
+        at: Path = ("analysis", "metrics", index)
+        if check.name in seen:
+            problems.append(((*at, "name"), f"duplicate check name {check.name!r} (also metrics[{seen[check.name]}])"))
+        seen.setdefault(check.name, index)
+        if (check.template is None) == (check.query is None):
+            problems.append((at, "exactly one of template or query must be set"))
+            continue
+        if check.count_test is not None and not check.is_error_ratio:
+            problems.append(((*at, "countTest"), "a count test needs connection counts: use an error-ratio template"))
+        if check.min_connections is not None and not check.is_error_ratio:
+            problems.append(((*at, "minConnections"), "applies to the built-in error-ratio templates only"))
+        if check.max is not None and check.min is not None and check.min > check.max:
+            problems.append(((*at, "min"), f"min {check.min} is above max {check.max}"))
+        if check.query is not None:
+            stripped = _PLACEHOLDER.sub("", check.query)
+            if "{{" in stripped or "}}" in stripped:
+                problems.append(((*at, "query"), "malformed {{ }} placeholder"))
+            for variable, flt in template_variables(check.query):
+                if variable not in _TEMPLATE_VARIABLES:
+                    problems.append(
+                        (
+                            (*at, "query"),
+                            f"unknown variable {variable!r}; known: " + ", ".join(sorted(_TEMPLATE_VARIABLES)),
+                        )
+                    )
+                if flt not in (None, "regex"):
+                    problems.append(((*at, "query"), f"unknown filter {flt!r} (only 'regex')"))
+            if check.compare_to_stable is not None and "workload" not in {
+                v for v, _ in template_variables(check.query)
+            }:
+                problems.append(
+                    ((*at, "compareToStable"), "the query must use {{ workload }} so it can be measured for stable too")
+                )
+        needs: list[tuple[str, object]] = []
+        if check.template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+            canary = selector.canary_workload or (spec.workload.canary.name if spec.workload.canary else None)
+            needs.append(("canaryWorkload", canary))
+            if check.compare_to_stable is not None or check.count_test is not None:
+                needs.append(("stableWorkload", selector.stable_workload))
+        if check.template == "envoy-tcp-connect-error-ratio":
+            needs.append(("canaryCluster", selector.canary_cluster))
+            if check.compare_to_stable is not None or check.count_test is not None:
+                needs.append(("stableCluster", selector.stable_cluster))
+        for field, value in needs:
+            if value is None:
+                problems.append(
+                    (
+                        (*at, "template"),
+                        f"{check.template} needs analysis.selector.{field}"
+                        + (" (or spec.workload.canary)" if field == "canaryWorkload" else ""),
+                    )
+                )
     return problems
 
 

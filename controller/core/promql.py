@@ -1,0 +1,181 @@
+"""PromQL for the checks: the built-in TCP templates, and safe expansion of custom templates.
+
+**Counting connections in a window without losing new series.** ``rate()``/``increase()`` need two
+samples of a series, so the first increment of a series born inside the window (typically the first
+failed connect, which creates the ``response_flags="UF,URX"`` series) is lost, and ``increase()``
+extrapolates to fractional counts. The built-ins count exactly instead::
+
+    sum( (S - S offset W) >= 0  or  S )
+
+per series: the difference over the window when the series existed at its start (and did not reset),
+otherwise its whole current value (a series born in the window, or one that reset). ``W`` never reaches
+back before the step started: the service passes ``min(window, time since the step started)``.
+
+**Selecting the canary.** Istio's client side (``reporter="source"``) is the only reporter that sees a
+failed connect, and it fills ``destination_version`` with ``unknown`` on exactly those series, so the
+canary is selected by ``destination_workload`` (+ namespace). With no healthy endpoint at all (``UH``,
+``NR``, ``NC``) the client does not know the workload either; when the canary has its own Service (host
+split, Gateway API backends), ``canary_service`` counts those by ``destination_service``.
+
+**No injection.** Every substituted value is validated by the policy schema (label values, names) and
+quoted as a PromQL string literal here; ``| regex`` additionally escapes regex metacharacters for ``=~``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Side = Literal["canary", "stable"]
+_REGEX_META = re.compile(r"([\\.^$|?*+()\[\]{}])")
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*(?:\|\s*([a-z]+)\s*)?\}\}")
+ENVOY_FAILURES = (
+    "envoy_cluster_upstream_cx_connect_fail",
+    "envoy_cluster_upstream_cx_overflow",
+    "envoy_cluster_upstream_cx_none_healthy",
+)
+ENVOY_ATTEMPTS = (
+    "envoy_cluster_upstream_cx_total",
+    "envoy_cluster_upstream_cx_overflow",
+    "envoy_cluster_upstream_cx_none_healthy",
+)
+ISTIO_OPENED = "istio_tcp_connections_opened_total"
+
+
+def quote(value: str) -> str:
+    """A PromQL double-quoted string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def regex_escape(value: str) -> str:
+    """Escape RE2 metacharacters so ``=~`` matches ``value`` literally."""
+    return _REGEX_META.sub(r"\\\1", value)
+
+
+def prom_duration(seconds: float) -> str:
+    """A PromQL duration in whole seconds (at least 1s)."""
+    return f"{max(1, int(seconds))}s"
+
+
+def _matchers(labels: dict[str, tuple[str, str]]) -> str:
+    return "{" + ",".join(f"{name}{op}{quote(value)}" for name, (op, value) in labels.items()) + "}"
+
+
+def window_count(selector: str, window: str) -> str:
+    """Exact count of increments over ``window`` of the series ``selector``, new series included."""
+    return f"sum(({selector} - {selector} offset {window}) >= 0 or {selector})"
+
+
+@dataclass(frozen=True)
+class Variables:
+    """Values substituted into queries; validated by the policy schema before they get here."""
+
+    namespace: str
+    window_seconds: float
+    step_start: float
+    canary_workload: str | None = None
+    stable_workload: str | None = None
+    canary_service: str | None = None
+    stable_service: str | None = None
+    canary_cluster: str | None = None
+    stable_cluster: str | None = None
+
+    def of(self, side: Side) -> tuple[str | None, str | None, str | None]:
+        """(workload, service, cluster) of one side."""
+        if side == "canary":
+            return self.canary_workload, self.canary_service, self.canary_cluster
+        return self.stable_workload, self.stable_service, self.stable_cluster
+
+
+@dataclass(frozen=True)
+class CountQueries:
+    """Queries returning the errors and the attempts of one side over the window."""
+
+    errors: str
+    total: str
+
+
+def _sum_all(parts: list[str], *, first_required: bool) -> str:
+    """Add count queries. A missing series set counts 0, except the first when ``first_required``: with no
+    attempts series at all there is no data, which must stay distinguishable from zero."""
+    if len(parts) == 1 and first_required:
+        return parts[0]
+    rendered = [
+        f"({part})" if index == 0 and first_required else f"({part} or vector(0))" for index, part in enumerate(parts)
+    ]
+    return " + ".join(rendered)
+
+
+def istio_counts(variables: Variables, side: Side) -> CountQueries:
+    """Failed and opened client-side TCP connections of one side."""
+    workload, service, _ = variables.of(side)
+    window = prom_duration(variables.window_seconds)
+    if workload is None:
+        raise ValueError(f"no {side} workload to select")
+    base = {
+        "reporter": ("=", "source"),
+        "destination_workload": ("=", workload),
+        "destination_workload_namespace": ("=", variables.namespace),
+    }
+    failed = {**base, "response_flags": ("!=", "-")}
+    totals = [window_count(ISTIO_OPENED + _matchers(base), window)]
+    errors = [window_count(ISTIO_OPENED + _matchers(failed), window)]
+    if service is not None:
+        unrouted = {
+            "reporter": ("=", "source"),
+            "destination_service": ("=", service),
+            "destination_workload": ("=", "unknown"),
+            "response_flags": ("!=", "-"),
+        }
+        totals.append(window_count(ISTIO_OPENED + _matchers(unrouted), window))
+        errors.append(window_count(ISTIO_OPENED + _matchers(unrouted), window))
+    return CountQueries(errors=_sum_all(errors, first_required=False), total=_sum_all(totals, first_required=True))
+
+
+def envoy_counts(variables: Variables, side: Side) -> CountQueries:
+    """Connect failures (incl. overflow and no healthy host) and attempts of one Envoy cluster."""
+    _, _, cluster = variables.of(side)
+    if cluster is None:
+        raise ValueError(f"no {side} Envoy cluster to select")
+    window = prom_duration(variables.window_seconds)
+    selector = _matchers({"envoy_cluster_name": ("=", cluster)})
+    errors = _sum_all([window_count(name + selector, window) for name in ENVOY_FAILURES], first_required=False)
+    total = _sum_all([window_count(name + selector, window) for name in ENVOY_ATTEMPTS], first_required=True)
+    return CountQueries(errors=errors, total=total)
+
+
+def expand_custom(query: str, variables: Variables, side: Side) -> str:
+    """Substitute ``{{ name }}`` / ``{{ name | regex }}`` in a custom query, quoting every value.
+
+    ``window`` becomes a PromQL duration and ``step_start`` a Unix timestamp (bare, unquoted: both are
+    numbers the controller computes); every other variable becomes a quoted string literal, so it can only
+    ever be a label value.
+
+    Raises:
+        ValueError: a variable has no value for this policy.
+    """
+    workload, _, _ = variables.of(side)
+    values: dict[str, str | None] = {
+        "workload": workload,
+        "namespace": variables.namespace,
+        "canary_workload": variables.canary_workload,
+        "stable_workload": variables.stable_workload,
+        "canary_service": variables.canary_service,
+        "stable_service": variables.stable_service,
+        "canary_cluster": variables.canary_cluster,
+        "stable_cluster": variables.stable_cluster,
+    }
+
+    def substitute(match: re.Match[str]) -> str:
+        name, flt = match.group(1), match.group(2)
+        if name == "window":
+            return prom_duration(variables.window_seconds)
+        if name == "step_start":
+            return f"{variables.step_start:.3f}"
+        value = values.get(name)
+        if value is None:
+            raise ValueError(f"variable {name!r} has no value (set it in analysis.selector)")
+        return quote(regex_escape(value) if flt == "regex" else value)
+
+    return _PLACEHOLDER.sub(substitute, query)
