@@ -383,7 +383,7 @@ def test_exactly_one_target_kind_and_increasing_steps_are_also_cel_rules() -> No
 
 
 class _Union(BaseModel):
-    value: int | str
+    value: bool | list[int]
 
 
 class _Node(BaseModel):
@@ -571,3 +571,12 @@ def test_an_unknown_spec_field_is_pruned_not_refused(cluster: Cluster, namespace
     created = create(cluster, namespace, body)
 
     assert "weightHint" not in created["spec"]["target"]
+
+
+def test_a_count_or_a_duration_becomes_int_or_string() -> None:
+    from controller.core.crd import canarypolicy_crd  # noqa: PLC0415
+
+    schema = canarypolicy_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    node = schema["properties"]["spec"]["properties"]["analysis"]["properties"]["maxInconclusive"]
+    assert node["x-kubernetes-int-or-string"] is True
+    assert "type" not in node

@@ -149,7 +149,7 @@ def test_each_rule_reports_the_field_at_fault(path: str, value: Any, expected: t
         ),
         ("spec.target.route.prot", 1, "unknown field 'prot' (did you mean 'port'?)"),
         ("metadata.namepsace", "x", "unknown field 'namepsace' (did you mean 'namespace'?)"),
-        ("spec.analysiz", {}, "unknown field 'analysiz'; allowed here: schedule, target, workload"),
+        ("spec.analysiz", {}, "unknown field 'analysiz' (did you mean 'analysis'?)"),
     ],
 )
 def test_unknown_fields_are_rejected_with_a_suggestion(path: str, value: Any, suggestion: str) -> None:

@@ -71,6 +71,7 @@ _KEPT = frozenset(
         "minProperties",
         "maxProperties",
         "required",
+        "x-kubernetes-int-or-string",
     }
 )
 # Keywords that only annotate or address JSON Schema documents: Kubernetes has no use for them.
@@ -100,6 +101,7 @@ _ORDER = (
     "items",
     "required",
     "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
     "x-kubernetes-validations",
 )
 _FREE_FORM = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
@@ -171,6 +173,11 @@ def _unwrap(
         elif "anyOf" in out or "oneOf" in out:
             branches = out.pop("anyOf", None) or out.pop("oneOf")
             kept = [branch for branch in branches if branch != {"type": "null"}]
+            if sorted(str(branch.get("type")) for branch in kept) == ["integer", "string"]:
+                # A count or a duration: Kubernetes' int-or-string; the controller validates the form.
+                nullable = len(kept) < len(branches)
+                description = {"description": out["description"]} if "description" in out else {}
+                return {"x-kubernetes-int-or-string": True, **description}, nullable, seen
             if len(kept) != 1 or len(kept) == len(branches):
                 raise ValueError(f"{path or '.'}: only Optional[X] unions can be written as a structural schema")
             nullable = True
