@@ -228,6 +228,8 @@ def _object_fields(
     out: dict[str, Any], additional: Any, defs: Mapping[str, Any], path: str, seen: tuple[str, ...]
 ) -> None:
     """Free-form values keep their content; ``additionalProperties`` stays only as a map's value schema."""
+    if out.get("x-kubernetes-int-or-string"):
+        return
     if "type" not in out:  # Any
         out.update(_FREE_FORM)
     elif out["type"] != "object" or additional is False:
