@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import AnalysisResult, Command, RolloutStatus
 
@@ -151,4 +152,12 @@ class PolicySource(Protocol):
 
     def close(self) -> None:
         """Stop background work (watches, threads)."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """Instant queries against Prometheus (issue 4)."""
+
+    def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
+        """Evaluate ``query`` at ``at`` with the policy's ``spec.analysis.prometheus`` (or the defaults)."""
         ...
