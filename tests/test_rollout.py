@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import (
     TERMINAL_PHASES,
+    AnalysisResult,
     CommandKind,
     Observations,
     Phase,
@@ -102,7 +104,7 @@ def test_inconclusive_analysis_never_advances_a_step() -> None:
         sim.tick(60)
     assert sim.status.phase == Phase.PROGRESSING
     assert sim.status.step_index == 0
-    assert sim.status.message == "step time is up; waiting for a passing analysis"
+    assert sim.status.message == "step time is up; waiting for a passing analysis of the whole step"
 
 
 def test_a_crash_between_persist_and_write_repeats_the_write_once() -> None:
@@ -365,3 +367,98 @@ def test_a_new_revision_mid_rollout_takes_traffic_off_the_replaced_canary_at_onc
     sim.ready = True
     sim.tick(1)
     assert sim.canary_weight() == 0
+
+
+def test_a_run_after_a_promotion_rolls_back_to_the_route_the_controller_first_found() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROMOTED})
+    assert sim.canary_weight() == 100
+    sim.revision = "rev-2"  # a new canary pod template
+    sim.ready = False
+    sim.tick(1)
+    assert sim.live == sim.original, "the new revision must not inherit the promoted weight while it rolls out"
+    sim.ready = True
+    sim.verdict = Verdict.FAIL
+    sim.run_until({Phase.ROLLED_BACK})
+    assert sim.live == sim.original
+
+
+def test_failure_limit_counts_consecutive_evaluations_once_each() -> None:
+    doc = seed_policy(stepDuration="1m").model_dump(mode="json")
+    doc["spec"]["analysis"] = {
+        "failureLimit": 3,
+        "selector": {"canaryWorkload": "tcp-echo-v2"},
+        "metrics": [{"name": "conns", "template": "istio-tcp-connections"}],
+    }
+    sim = Sim(CanaryPolicy.model_validate(doc), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(1)
+    assert sim.status.run_id is not None
+    for evaluation in range(2):
+        result = AnalysisResult(
+            run_id=sim.status.run_id,
+            step_index=0,
+            verdict=Verdict.FAIL,
+            reason="bad",
+            evaluated_at=T0 + timedelta(minutes=evaluation),
+        )
+        for _ in range(3):  # the same evaluation seen by several passes counts once
+            decision = decide(
+                sim.policy, sim.status, sim.observations().model_copy(update={"analysis": result}), sim.now
+            )
+            sim.status = decision.status
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.status.consecutive_failures == 2
+    third = AnalysisResult(
+        run_id=sim.status.run_id,
+        step_index=0,
+        verdict=Verdict.FAIL,
+        reason="bad",
+        evaluated_at=T0 + timedelta(minutes=5),
+    )
+    sim.status = decide(
+        sim.policy, sim.status, sim.observations().model_copy(update={"analysis": third}), sim.now
+    ).status
+    assert sim.status.phase == Phase.ROLLING_BACK
+
+
+@pytest.mark.parametrize(
+    ("limit", "action", "phase"), [(3, "pause", Phase.PAUSED), ("2m", "rollback", Phase.ROLLED_BACK)]
+)
+def test_max_inconclusive_then_on_inconclusive_applies(limit: Any, action: str, phase: Phase) -> None:
+    doc = seed_policy(stepDuration="10m").model_dump(mode="json")
+    doc["spec"]["analysis"] = {
+        "maxInconclusive": limit,
+        "onInconclusive": action,
+        "selector": {"canaryWorkload": "tcp-echo-v2"},
+        "metrics": [{"name": "conns", "template": "istio-tcp-connections"}],
+    }
+    sim = Sim(CanaryPolicy.model_validate(doc), seed_target())
+    sim.verdict = Verdict.INCONCLUSIVE
+    sim.run_until({Phase.PROGRESSING})
+    for _ in range(6):
+        sim.tick(30)
+    assert sim.status.phase == phase
+    reasons_seen = reasons(sim)
+    assert ("AnalysisInconclusive" if action == "pause" else "InconclusiveLimit") in reasons_seen
+
+
+def test_a_pass_from_before_the_step_ended_does_not_advance_it() -> None:
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.verdict = None
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(1)
+    assert sim.status.run_id is not None
+    early = AnalysisResult(
+        run_id=sim.status.run_id, step_index=0, verdict=Verdict.PASS, evaluated_at=sim.now + timedelta(seconds=30)
+    )
+    sim.now += timedelta(seconds=90)
+    sim.status = decide(
+        sim.policy, sim.status, sim.observations().model_copy(update={"analysis": early}), sim.now
+    ).status
+    assert sim.status.step_index == 0
+    gate = AnalysisResult(run_id=sim.status.run_id, step_index=0, verdict=Verdict.PASS, evaluated_at=sim.now)
+    sim.status = decide(
+        sim.policy, sim.status, sim.observations().model_copy(update={"analysis": gate}), sim.now
+    ).status
+    assert sim.status.step_index == 1

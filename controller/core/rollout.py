@@ -37,6 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from controller.core.durations import parse_go_duration
 from controller.core.policy import CanaryPolicy
 from controller.core.routes import (
     ResolvedRoute,
@@ -102,12 +103,19 @@ class Command(_Data):
 
 
 class AnalysisResult(_Data):
-    """The analysis verdict for one step of one run (issue 4 computes it)."""
+    """The analysis verdict for one step of one run.
+
+    ``evaluated_at`` identifies one evaluation, so it is counted once however many passes see it (None:
+    every pass counts as a new one). ``window_end_gate`` is True when the evaluation covered the step up to
+    its full duration: only such a PASS lets the step advance.
+    """
 
     run_id: str
     step_index: int
     verdict: Verdict
     reason: str = ""
+    evaluated_at: datetime | None = None
+    checks: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Observations(_Data):
@@ -124,10 +132,22 @@ class Observations(_Data):
 
 
 class RouteSnapshot(_Data):
-    """The selected route's destination list before the run changed it, for exact restore."""
+    """The selected route's destination list before the controller first changed it, for exact restore.
+
+    It is kept across runs while the policy's target is the same (``target`` is a fingerprint of
+    ``spec.target``), so a run after a promotion still rolls back to the route the controller found, never
+    to a route that already sent traffic to the canary.
+    """
 
     pointer: str
     destinations: list[Any]
+    target: str = ""
+
+
+def target_key(policy: CanaryPolicy) -> str:
+    """Fingerprint of the policy's target: the original route snapshot belongs to it."""
+    payload = json.dumps(policy.spec.target.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class HistoryEntry(_Data):
@@ -188,6 +208,11 @@ class RolloutStatus(_Data):
     history: list[HistoryEntry] = Field(default_factory=list)
     processed_commands: list[str] = Field(default_factory=list)
     last_verdict: str | None = None
+    last_analysis_at: datetime | None = None
+    last_checks: list[dict[str, Any]] = Field(default_factory=list)
+    consecutive_failures: int = 0
+    consecutive_inconclusive: int = 0
+    inconclusive_since: datetime | None = None
     last_error: str | None = None
     message: str = ""
     observed_generation: int | None = None
@@ -374,7 +399,9 @@ class _Pass:
         assert self.resolved is not None
         if self.status.original is None:
             self.status.original = RouteSnapshot(
-                pointer=route_pointer(self.resolved), destinations=self.live_destinations()
+                pointer=route_pointer(self.resolved),
+                destinations=self.live_destinations(),
+                target=target_key(self.policy),
             )
         target = self.policy.spec.target
         try:
@@ -446,7 +473,7 @@ class _Pass:
         )
 
     def new_run(self, reason: str) -> None:
-        keep_original = self.status.phase not in TERMINAL_PHASES and self.status.original is not None
+        keep_original = self.status.original is not None and self.status.original.target == target_key(self.policy)
         number = self.status.run_number + 1
         before = self.status
         self.status = RolloutStatus(
@@ -471,6 +498,7 @@ _ALERTS_BY_PHASE: dict[Phase, tuple[str, Severity]] = {
 }
 _ALERTS_BY_REASON: dict[str, tuple[str, Severity]] = {
     "DriftDetected": ("CanaryDriftDetected", "warning"),
+    "AnalysisInconclusive": ("CanaryPaused", "warning"),
     "Paused": ("CanaryPaused", "info"),
     "AwaitingPromotion": ("CanaryPaused", "info"),
 }
@@ -721,12 +749,11 @@ def _progressing(work: _Pass) -> None:
         if analysis is not None and analysis.run_id == status.run_id and analysis.step_index == status.step_index
         else None
     )
-    if current is not None:
-        status.last_verdict = f"{current.verdict}: {current.reason}" if current.reason else str(current.verdict)
-        if current.verdict == Verdict.FAIL:
-            status.counters.analysis_failures += 1
-            work.start_rollback("AnalysisFailed", f"analysis failed at weight {status.weight}: {current.reason}")
-            return
+    if current is not None and _count_analysis(work, current):
+        return
+    if status.paused_reason == "promote":
+        _promote(work)
+        return
     if status.paused_reason == "promote":
         _promote(work)
         return
@@ -738,8 +765,13 @@ def _progressing(work: _Pass) -> None:
     if elapsed < duration:
         status.message = f"step {status.step_index + 1}/{len(work.steps)}: {int(duration - elapsed)}s left"
         return
-    if current is None or current.verdict != Verdict.PASS:
-        status.message = "step time is up; waiting for a passing analysis"
+    gate = status.step_started_at + timedelta(seconds=duration)
+    if (
+        current is None
+        or current.verdict != Verdict.PASS
+        or (current.evaluated_at is not None and current.evaluated_at < gate)
+    ):
+        status.message = "step time is up; waiting for a passing analysis of the whole step"
         return
     last = status.step_index == len(work.steps) - 1
     if last:
@@ -753,6 +785,65 @@ def _progressing(work: _Pass) -> None:
             )
         return
     _advance(work, status.step_index + 1, "StepAdvanced")
+
+
+def _count_analysis(work: _Pass, current: AnalysisResult) -> bool:
+    """Record a new evaluation; True when it ended the step (rollback or pause)."""
+    status = work.status
+    if current.evaluated_at is not None and current.evaluated_at == status.last_analysis_at:
+        return False
+    status.last_analysis_at = current.evaluated_at
+    status.last_checks = current.checks
+    status.last_verdict = f"{current.verdict}: {current.reason}" if current.reason else str(current.verdict)
+    analysis = work.policy.spec.analysis
+    if current.verdict == Verdict.FAIL:
+        status.consecutive_failures += 1
+        status.consecutive_inconclusive = 0
+        status.inconclusive_since = None
+        status.counters.analysis_failures += 1
+        limit = analysis.failure_limit if analysis is not None else 1
+        if status.consecutive_failures >= limit:
+            work.start_rollback(
+                "AnalysisFailed",
+                f"analysis failed at weight {status.weight} ({status.consecutive_failures} in a row): {current.reason}",
+            )
+            return True
+        work.note("AnalysisFailed", f"{status.consecutive_failures}/{limit} failures in a row: {current.reason}")
+        return False
+    status.consecutive_failures = 0
+    if current.verdict == Verdict.PASS:
+        status.consecutive_inconclusive = 0
+        status.inconclusive_since = None
+        return False
+    status.consecutive_inconclusive += 1
+    if status.inconclusive_since is None:
+        status.inconclusive_since = work.now
+    limit_value = analysis.max_inconclusive if analysis is not None else None
+    if limit_value is None or status.phase == Phase.PAUSED:
+        return False
+    if isinstance(limit_value, int):
+        reached = status.consecutive_inconclusive >= limit_value
+        described = f"{status.consecutive_inconclusive} inconclusive analyses in a row"
+    else:
+        seconds = (work.now - status.inconclusive_since).total_seconds()
+        reached = seconds >= parse_go_duration(limit_value)
+        described = f"inconclusive for {int(seconds)}s"
+    if not reached:
+        return False
+    assert analysis is not None
+    if analysis.on_inconclusive == "rollback":
+        work.start_rollback("InconclusiveLimit", f"{described} (maxInconclusive {limit_value}): {current.reason}")
+    else:
+        status.paused_reason = "inconclusive"
+        if status.step_started_at is not None:
+            status.paused_elapsed_seconds = (work.now - status.step_started_at).total_seconds()
+        work.transition(
+            Phase.PAUSED,
+            "AnalysisInconclusive",
+            f"{described} (maxInconclusive {limit_value}); paused: {current.reason}",
+            warning=True,
+        )
+    return True
 
 
 def _advance(work: _Pass, index: int, reason: str) -> None:

@@ -1,0 +1,393 @@
+"""Judging measurements: PASS, FAIL or INCONCLUSIVE per check, always with the numbers and the reason.
+
+TCP connection errors are sparse counts, mostly zero, so error ratios are judged with exact count
+statistics rather than a fixed threshold on a noisy ratio:
+
+* **Count test against the stable version** (``countTest``): is the canary's error rate higher than the
+  stable's, beyond chance? ``binomial`` is Fisher's exact test on the 2x2 table (errors / connections of
+  canary and stable, one-sided); ``poisson`` is the exact conditional test for two Poisson rates (given
+  all errors, how many would fall on the canary if both rates were equal). FAIL when the one-sided
+  p-value is below ``1 - confidence`` (default 99 %).
+* **Thresholds** (``max``/``min``) and **comparison with stable** (``compareToStable``) on an error
+  ratio FAIL only when the evidence is significant at the same confidence: the Clopper-Pearson bound of
+  the canary's rate lies beyond the limit. A point estimate beyond the limit without that evidence is
+  INCONCLUSIVE, not FAIL, so a handful of connections cannot roll back a healthy canary, while a canary
+  refusing every connection fails after a few of them (10 failures in 10 connections give a 99 % lower
+  bound of 0.63).
+* **Sample size** (``minConnections``, default 100): below it an error ratio cannot PASS.
+
+Any query error (unreachable, timeout, NaN, several series) is INCONCLUSIVE with its cause; no data
+follows the check's ``onNoData``. A step never advances on INCONCLUSIVE.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core.measurement import QueryOutcome
+from controller.core.policy import MetricCheck
+from controller.core.rollout import Verdict
+
+DEFAULT_MIN_CONNECTIONS = 100
+DEFAULT_CONFIDENCE = 0.99
+
+
+@dataclass(frozen=True)
+class SideData:
+    """What was measured for one side (canary or stable) of one check."""
+
+    value: QueryOutcome | None = None  # custom queries and istio-tcp-connections
+    errors: QueryOutcome | None = None  # error ratios
+    total: QueryOutcome | None = None  # error ratios
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of one check, with everything measured and why."""
+
+    name: str
+    verdict: Verdict
+    reason: str
+    canary_value: float | None = None
+    stable_value: float | None = None
+    canary_errors: float | None = None
+    canary_connections: float | None = None
+    stable_errors: float | None = None
+    stable_connections: float | None = None
+    threshold: str = ""
+    queries: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-friendly form for status and alerts."""
+        return {
+            "name": self.name,
+            "verdict": str(self.verdict),
+            "reason": self.reason,
+            "canaryValue": self.canary_value,
+            "stableValue": self.stable_value,
+            "canaryErrors": self.canary_errors,
+            "canaryConnections": self.canary_connections,
+            "stableErrors": self.stable_errors,
+            "stableConnections": self.stable_connections,
+            "threshold": self.threshold,
+            "queries": list(self.queries),
+        }
+
+
+# -- exact statistics ----------------------------------------------------------------------------------
+
+
+def _log_comb(n: float, k: float) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-13:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return betainc(k, n - k + 1, p)
+
+
+def clopper_pearson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds (lower, upper) of a rate at ``confidence`` each."""
+    alpha = 1.0 - confidence
+    if n <= 0:
+        return 0.0, 1.0
+
+    def solve(target: float, *, lower: bool) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if lower:
+                # P(X >= k | mid) grows with mid: the lower bound is where it reaches alpha.
+                if binomial_upper_tail(k, n, mid) < target:
+                    lo = mid
+                else:
+                    hi = mid
+            # P(X <= k | mid) = 1 - P(X >= k+1) falls with mid: the upper bound is where it reaches alpha.
+            elif 1.0 - binomial_upper_tail(k + 1, n, mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) / 2
+
+    lower = 0.0 if k <= 0 else solve(alpha, lower=True)
+    upper = 1.0 if k >= n else solve(alpha, lower=False)
+    return lower, upper
+
+
+def fisher_one_sided(k_c: int, n_c: int, k_s: int, n_s: int) -> float:
+    """P-value of Fisher's exact test that the canary's error proportion exceeds the stable's."""
+    total_errors = k_c + k_s
+    total = n_c + n_s
+    if total_errors == 0 or n_c == 0 or n_s == 0:
+        return 1.0
+    denominator = _log_comb(total, n_c)
+    upper = min(total_errors, n_c)
+    p = 0.0
+    for x in range(k_c, upper + 1):
+        if total_errors - x > n_s:
+            continue
+        p += math.exp(_log_comb(total_errors, x) + _log_comb(total - total_errors, n_c - x) - denominator)
+    return min(1.0, p)
+
+
+def poisson_conditional_one_sided(k_c: int, n_c: float, k_s: int, n_s: float) -> float:
+    """P-value of the exact conditional test that the canary's error rate per connection exceeds the stable's."""
+    total_errors = k_c + k_s
+    if total_errors == 0 or n_c <= 0 or n_s <= 0:
+        return 1.0
+    return binomial_upper_tail(k_c, total_errors, n_c / (n_c + n_s))
+
+
+# -- judging ------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def _problem(outcomes: list[QueryOutcome | None]) -> str | None:
+    for outcome in outcomes:
+        if outcome is not None and outcome.error is not None:
+            return outcome.error
+    return None
+
+
+@dataclass(frozen=True)
+class _Base:
+    name: str
+    queries: list[str]
+
+    def result(self, verdict: Verdict, reason: str, **numbers: Any) -> CheckResult:
+        return CheckResult(name=self.name, queries=self.queries, verdict=verdict, reason=reason, **numbers)
+
+
+def _no_data(check: MetricCheck, why: str, base: _Base) -> CheckResult:
+    verdict = {"hold": Verdict.INCONCLUSIVE, "fail": Verdict.FAIL, "pass": Verdict.PASS}[check.on_no_data]
+    return base.result(verdict, f"no data: {why} (onNoData: {check.on_no_data})")
+
+
+def judge(check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int) -> CheckResult:
+    """Judge one check from the measurements of the canary and, when needed, the stable version."""
+    queries = [
+        o.query
+        for side in (canary, stable)
+        if side is not None
+        for o in (side.value, side.errors, side.total)
+        if o is not None
+    ]
+    base = _Base(check.name, queries)
+    error = _problem(
+        [canary.value, canary.errors, canary.total]
+        + ([stable.value, stable.errors, stable.total] if stable is not None else [])
+    )
+    if error is not None:
+        return base.result(Verdict.INCONCLUSIVE, f"query failed: {error}")
+    if check.is_error_ratio:
+        return _judge_ratio(check, canary, stable, weight=weight, base=base)
+    return _judge_value(check, canary, stable, weight=weight, base=base)
+
+
+def _judge_value(
+    check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, base: _Base
+) -> CheckResult:
+    value = canary.value.value if canary.value is not None else None
+    stable_value = stable.value.value if stable is not None and stable.value is not None else None
+    if value is None:
+        if weight == 0 and (stable is None or stable_value is not None):
+            return base.result(
+                verdict=Verdict.PASS,
+                reason="no canary traffic at weight 0; nothing to judge yet",
+                stable_value=stable_value,
+            )
+        return _no_data(check, "the canary query returned no series", base)
+    numbers = {"canary_value": value, "stable_value": stable_value}
+    if check.max is not None and value > check.max:
+        return base.result(
+            verdict=Verdict.FAIL,
+            reason=f"{_fmt(value)} is above max {_fmt(check.max)}",
+            threshold=f"max {_fmt(check.max)}",
+            **numbers,
+        )
+    if check.min is not None and value < check.min:
+        return base.result(
+            verdict=Verdict.FAIL,
+            reason=f"{_fmt(value)} is below min {_fmt(check.min)}",
+            threshold=f"min {_fmt(check.min)}",
+            **numbers,
+        )
+    compare = check.compare_to_stable
+    if compare is not None:
+        if stable_value is None:
+            return _no_data(check, "the stable query returned no series", base)
+        limit = stable_value * compare.factor + compare.margin
+        if value > limit:
+            return base.result(
+                verdict=Verdict.FAIL,
+                reason=f"{_fmt(value)} is above stable {_fmt(stable_value)} x {compare.factor} + {compare.margin}",
+                threshold=f"<= {_fmt(limit)}",
+                **numbers,
+            )
+    return base.result(verdict=Verdict.PASS, reason=f"{_fmt(value)} within limits", **numbers)
+
+
+def _counts(side: SideData) -> tuple[float | None, float | None]:
+    errors = side.errors.value if side.errors is not None else None
+    total = side.total.value if side.total is not None else None
+    return errors, total
+
+
+def _judge_ratio(
+    check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, base: _Base
+) -> CheckResult:
+    confidence = check.count_test.confidence if check.count_test is not None else DEFAULT_CONFIDENCE
+    minimum = check.min_connections if check.min_connections is not None else DEFAULT_MIN_CONNECTIONS
+    errors, total = _counts(canary)
+    stable_errors, stable_total = _counts(stable) if stable is not None else (None, None)
+    needs_stable = check.count_test is not None or check.compare_to_stable is not None
+    numbers: dict[str, Any] = {
+        "canary_errors": errors,
+        "canary_connections": total,
+        "stable_errors": stable_errors,
+        "stable_connections": stable_total,
+    }
+    if needs_stable and (stable_total is None or stable_total <= 0):
+        return _no_data(check, "no stable connections to compare with", base)
+    if total is None or total <= 0:
+        if weight == 0:
+            return base.result(
+                verdict=Verdict.PASS,
+                reason="weight 0: stable baseline observed "
+                f"({_fmt(stable_errors or 0)} errors in {_fmt(stable_total)} connections)"
+                if needs_stable
+                else "weight 0: no canary traffic expected",
+                **numbers,
+            )
+        return _no_data(check, "no canary connections in the window", base)
+    k_c = round(errors or 0)
+    n_c = round(total)
+    k_c = min(k_c, n_c)
+    rate = k_c / n_c
+    stable_rate = (
+        round(stable_errors or 0) / round(stable_total) if stable_total is not None and stable_total > 0 else None
+    )
+    numbers.update(canary_value=rate, stable_value=stable_rate)
+    lower, upper = clopper_pearson(k_c, n_c, confidence)
+    measured = f"{k_c} errors in {n_c} connections ({rate:.4%})"
+    if check.count_test is not None and stable_total is not None:
+        k_s, n_s = round(stable_errors or 0), round(stable_total)
+        if check.count_test.method == "poisson":
+            p_value = poisson_conditional_one_sided(k_c, n_c, k_s, n_s)
+        else:
+            p_value = fisher_one_sided(k_c, n_c, k_s, n_s)
+        if p_value < 1.0 - confidence:
+            return base.result(
+                verdict=Verdict.FAIL,
+                reason=f"canary {measured} is worse than stable {k_s}/{n_s} ({(stable_rate or 0):.4%}): "
+                f"one-sided {check.count_test.method} p={p_value:.2g} < {1 - confidence:.2g}",
+                threshold=f"{check.count_test.method} test at {confidence:.0%}",
+                **numbers,
+            )
+    limits: list[tuple[str, float]] = []
+    if check.max is not None:
+        limits.append((f"max {_fmt(check.max)}", check.max))
+    if check.compare_to_stable is not None and stable_rate is not None:
+        limit = stable_rate * check.compare_to_stable.factor + check.compare_to_stable.margin
+        limits.append(
+            (f"stable {stable_rate:.4%} x {check.compare_to_stable.factor} + {check.compare_to_stable.margin}", limit)
+        )
+    for label, limit in limits:
+        if lower > limit:
+            return base.result(
+                verdict=Verdict.FAIL,
+                reason=f"canary {measured} is above {label}: its {confidence:.0%} lower bound is {lower:.4%}",
+                threshold=label,
+                **numbers,
+            )
+    if check.min is not None and upper < check.min:
+        return base.result(
+            verdict=Verdict.FAIL,
+            reason=f"canary {measured} is below min {_fmt(check.min)}",
+            threshold=f"min {_fmt(check.min)}",
+            **numbers,
+        )
+    if n_c < minimum:
+        return base.result(
+            verdict=Verdict.INCONCLUSIVE,
+            reason=f"canary {measured}: fewer than minConnections {minimum}",
+            threshold=f"minConnections {minimum}",
+            **numbers,
+        )
+    for label, limit in limits:
+        if rate > limit:
+            return base.result(
+                verdict=Verdict.INCONCLUSIVE,
+                reason=f"canary {measured} is above {label}, but not significantly at {confidence:.0%}",
+                threshold=label,
+                **numbers,
+            )
+    return base.result(
+        verdict=Verdict.PASS,
+        reason=f"canary {measured}"
+        + (f"; stable {round(stable_errors or 0)}/{round(stable_total)}" if stable_total else ""),
+        **numbers,
+    )
+
+
+def combine(results: list[CheckResult]) -> tuple[Verdict, str]:
+    """FAIL if any check fails, else INCONCLUSIVE if any is, else PASS; the reason names the deciding checks."""
+    failing = [r for r in results if r.verdict == Verdict.FAIL]
+    if failing:
+        return Verdict.FAIL, "; ".join(f"{r.name}: {r.reason}" for r in failing)
+    unsure = [r for r in results if r.verdict == Verdict.INCONCLUSIVE]
+    if unsure:
+        return Verdict.INCONCLUSIVE, "; ".join(f"{r.name}: {r.reason}" for r in unsure)
+    return Verdict.PASS, "; ".join(f"{r.name}: {r.reason}" for r in results)
