@@ -1,0 +1,73 @@
+"""PromQL templates: exact counting form, selection of the canary, and no injection."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.core.promql import Variables, envoy_counts, expand_custom, istio_counts, quote, regex_escape
+
+VARS = Variables(
+    namespace="shop",
+    window_seconds=75.9,
+    step_start=1700000000.5,
+    canary_workload="tcp-echo-v2",
+    stable_workload="tcp-echo-v1",
+    canary_service="tcp-echo-v2.shop.svc.cluster.local",
+    canary_cluster="outbound|9000|v2|tcp-echo",
+    stable_cluster="outbound|9000|v1|tcp-echo",
+)
+
+
+def test_istio_counts_select_the_canary_by_workload_never_by_version() -> None:
+    queries = istio_counts(VARS, "canary")
+    assert 'destination_workload="tcp-echo-v2"' in queries.errors
+    assert 'reporter="source"' in queries.errors
+    assert 'response_flags!="-"' in queries.errors
+    assert "destination_version" not in queries.errors + queries.total
+    assert "offset 75s" in queries.total
+
+
+def test_unrouted_failures_are_counted_by_service_when_the_canary_has_its_own() -> None:
+    queries = istio_counts(VARS, "canary")
+    assert 'destination_service="tcp-echo-v2.shop.svc.cluster.local",destination_workload="unknown"' in queries.errors
+    assert "destination_service" not in istio_counts(VARS, "stable").errors
+
+
+def test_envoy_counts_tolerate_missing_optional_counters_but_not_missing_attempts() -> None:
+    queries = envoy_counts(VARS, "stable")
+    assert queries.total.startswith("(sum((envoy_cluster_upstream_cx_total{")
+    assert "envoy_cluster_upstream_cx_overflow" in queries.total
+    assert queries.total.count("or vector(0)") == 2
+    assert queries.errors.count("or vector(0)") == 3
+
+
+def test_custom_queries_quote_every_value_and_escape_regexes() -> None:
+    query = "sum(x{w={{ workload }}, re=~{{ canary_cluster | regex }}}[{{ window }}]) > {{ step_start }}"
+    assert expand_custom(query, VARS, "stable") == (
+        'sum(x{w="tcp-echo-v1", re=~"outbound\\\\|9000\\\\|v2\\\\|tcp-echo"}[75s]) > 1700000000.500'
+    )
+
+
+def test_a_variable_without_a_value_is_an_error() -> None:
+    with pytest.raises(ValueError, match="stable_service"):
+        expand_custom("x{s={{ stable_service }}}", VARS, "canary")
+
+
+@given(st.text(max_size=40))
+def test_a_quoted_value_cannot_close_its_string(value: str) -> None:
+    quoted = quote(value)
+    inner = quoted[1:-1]
+    # Every double quote inside is escaped, so the literal ends exactly at the last character.
+    i = 0
+    while i < len(inner):
+        if inner[i] == "\\":
+            i += 2
+            continue
+        assert inner[i] != '"'
+        i += 1
+
+
+def test_regex_escape_neutralises_metacharacters() -> None:
+    assert regex_escape("a.b|c*") == "a\\.b\\|c\\*"
