@@ -1,0 +1,148 @@
+"""The analysis of a step: when to query Prometheus, over which window, and the verdict.
+
+* During a step the checks run every ``spec.analysis.interval`` (fail fast); in between, passes reuse the
+  last evaluation (the state machine counts each evaluation once).
+* When the step's duration is up, a final evaluation covers the whole step (the window grows to the
+  step's age unless the check fixes its own ``window``): only that PASS advances the step.
+* A window never reaches back before the step started: a short step or a fresh one has a short window,
+  never one that mixes in the previous weight's traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from controller.core.durations import parse_go_duration
+from controller.core.judgement import CheckResult, SideData, combine, judge
+from controller.core.measurement import QueryOutcome
+from controller.core.policy import CanaryPolicy, MetricCheck
+from controller.core.promql import CountQueries, Side, Variables, envoy_counts, expand_custom, istio_counts
+from controller.core.rollout import AnalysisResult, RolloutStatus
+from controller.ports import MetricsSource
+from controller.service.analysis import NoAnalysis
+
+
+@dataclass(frozen=True)
+class _Key:
+    namespace: str
+    name: str
+
+
+def variables_for(policy: CanaryPolicy, *, window_seconds: float, step_start: datetime) -> Variables:
+    """Template variables of a policy at one moment."""
+    analysis = policy.spec.analysis
+    assert analysis is not None
+    selector = analysis.selector
+    canary_workload = selector.canary_workload or (
+        policy.spec.workload.canary.name if policy.spec.workload.canary is not None else None
+    )
+    return Variables(
+        namespace=selector.namespace or policy.metadata.namespace,
+        window_seconds=window_seconds,
+        step_start=step_start.timestamp(),
+        canary_workload=canary_workload,
+        stable_workload=selector.stable_workload,
+        canary_service=selector.canary_service,
+        stable_service=selector.stable_service,
+        canary_cluster=selector.canary_cluster,
+        stable_cluster=selector.stable_cluster,
+    )
+
+
+class PrometheusAnalysis:
+    """AnalysisSource that queries Prometheus through the MetricsSource port and judges the results."""
+
+    def __init__(self, metrics: MetricsSource) -> None:
+        self.metrics = metrics
+        self._last: dict[_Key, AnalysisResult] = {}
+        self._fallback = NoAnalysis()
+
+    def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
+        """The current evaluation for the step, running a new one when it is due."""
+        analysis = policy.spec.analysis
+        if analysis is None:
+            return self._fallback.verdict(policy=policy, status=status, now=now)
+        if status.run_id is None or status.step_index < 0 or status.step_started_at is None:
+            return None
+        key = _Key(policy.metadata.namespace, policy.metadata.name)
+        last = self._last.get(key)
+        if last is not None and (last.run_id != status.run_id or last.step_index != status.step_index):
+            last = None
+        gate = status.step_started_at + timedelta(seconds=policy.spec.schedule.step_duration_seconds)
+        due = (
+            last is None
+            or last.evaluated_at is None
+            or now - last.evaluated_at >= timedelta(seconds=analysis.interval_seconds)
+            or (now >= gate > last.evaluated_at)
+        )
+        if not due:
+            return last
+        result = self.evaluate(policy, status, now=now, final=now >= gate)
+        self._last[key] = result
+        return result
+
+    def evaluate(self, policy: CanaryPolicy, status: RolloutStatus, *, now: datetime, final: bool) -> AnalysisResult:
+        """Run every check of the policy for the current step at ``now``."""
+        analysis = policy.spec.analysis
+        assert analysis is not None
+        assert status.run_id is not None
+        assert status.step_started_at is not None
+        age = max(0.0, (now - status.step_started_at).total_seconds())
+        results = []
+        for check in analysis.metrics:
+            configured = parse_go_duration(check.window) if check.window else None
+            wanted = configured or (age if final else analysis.interval_seconds)
+            variables = variables_for(policy, window_seconds=min(wanted, age), step_start=status.step_started_at)
+            results.append(self._check(policy, check, variables, weight=status.weight or 0, at=now))
+        verdict, reason = combine(results)
+        return AnalysisResult(
+            run_id=status.run_id,
+            step_index=status.step_index,
+            verdict=verdict,
+            reason=reason,
+            evaluated_at=now,
+            checks=[result.as_dict() for result in results],
+        )
+
+    def _query(self, policy: CanaryPolicy, query: str, at: datetime) -> QueryOutcome:
+        try:
+            return self.metrics.query(query=query, at=at, connection=policy)
+        except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
+            return QueryOutcome(query=query, error=f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
+
+    def _side(
+        self, policy: CanaryPolicy, check: MetricCheck, variables: Variables, side: Side, at: datetime
+    ) -> SideData:
+        if variables.window_seconds < 1:
+            empty = QueryOutcome(query="(window not started)")
+            return SideData(value=empty) if not check.is_error_ratio else SideData(errors=empty, total=empty)
+        try:
+            if check.query is not None:
+                return SideData(value=self._query(policy, expand_custom(check.query, variables, side), at))
+            if check.template == "istio-tcp-connections":
+                return SideData(value=self._query(policy, istio_counts(variables, side).total, at))
+            counts: CountQueries = (
+                envoy_counts(variables, side)
+                if check.template == "envoy-tcp-connect-error-ratio"
+                else istio_counts(variables, side)
+            )
+        except ValueError as exc:
+            failed = QueryOutcome(query="(not built)", error=str(exc))
+            return SideData(value=failed, errors=failed, total=failed)
+        return SideData(errors=self._query(policy, counts.errors, at), total=self._query(policy, counts.total, at))
+
+    def _check(
+        self, policy: CanaryPolicy, check: MetricCheck, variables: Variables, *, weight: int, at: datetime
+    ) -> CheckResult:
+        canary = self._side(policy, check, variables, "canary", at)
+        wants_stable = check.compare_to_stable is not None or check.count_test is not None
+        has_stable = (
+            variables.stable_workload if check.template != "envoy-tcp-connect-error-ratio" else variables.stable_cluster
+        ) is not None
+        stable = (
+            self._side(policy, check, variables, "stable", at)
+            if wants_stable or (weight == 0 and has_stable and check.query is None)
+            else None
+        )
+        return judge(check, canary, stable, weight=weight)

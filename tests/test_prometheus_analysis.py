@@ -1,0 +1,124 @@
+"""When and over which window the analysis queries, with a scripted metrics source."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.core.measurement import QueryOutcome
+from controller.core.policy import CanaryPolicy
+from controller.core.rollout import RolloutStatus, Verdict
+from controller.service.prometheus_analysis import PrometheusAnalysis
+from tests.rollout_sim import T0
+from tests.test_rollout import seed_policy
+
+
+class ScriptedMetrics:
+    """Answers built-in count queries from per-side (errors, total) numbers; records every query."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, tuple[float | None, float | None]] = {
+            "tcp-echo-v2": (0, 500),
+            "tcp-echo-v1": (1, 2000),
+        }
+        self.queries: list[tuple[str, datetime]] = []
+
+    def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
+        self.queries.append((query, at))
+        workload = re.search(r'destination_workload="([^"]+)"', query)
+        assert workload is not None
+        errors, total = self.counts[workload.group(1)]
+        value = errors if 'response_flags!="-"' in query else total
+        return QueryOutcome(query=query, value=value)
+
+    def windows(self) -> list[int]:
+        return sorted({int(w) for q, _ in self.queries for w in re.findall(r"offset (\d+)s", q)})
+
+
+def _policy(**analysis: Any) -> CanaryPolicy:
+    doc = seed_policy(stepDuration="2m").model_dump(mode="json")
+    doc["spec"]["analysis"] = {
+        "interval": "30s",
+        "selector": {"canaryWorkload": "tcp-echo-v2", "stableWorkload": "tcp-echo-v1"},
+        "metrics": [{"name": "errors", "template": "istio-tcp-connect-error-ratio", "countTest": {}}],
+        **analysis,
+    }
+    return CanaryPolicy.model_validate(doc)
+
+
+def _status(weight: int = 20, index: int = 1) -> RolloutStatus:
+    return RolloutStatus(run_id="r-1", step_index=index, weight=weight, step_started_at=T0)
+
+
+def test_checks_run_every_interval_and_reuse_the_last_evaluation_in_between() -> None:
+    metrics = ScriptedMetrics()
+    analysis = PrometheusAnalysis(metrics)
+    policy = _policy()
+    first = analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=10))
+    again = analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=20))
+    assert first is again
+    later = analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=41))
+    assert later is not None
+    assert later is not first
+    assert later.verdict == Verdict.PASS
+    assert later.checks[0]["canaryConnections"] == 500
+
+
+def test_the_window_never_reaches_back_before_the_step_and_the_gate_covers_the_whole_step() -> None:
+    metrics = ScriptedMetrics()
+    analysis = PrometheusAnalysis(metrics)
+    policy = _policy()
+    analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=12))
+    assert metrics.windows() == [12]
+    metrics.queries.clear()
+    analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=95))
+    assert metrics.windows() == [30]
+    metrics.queries.clear()
+    gate = analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=121))
+    assert metrics.windows() == [121]
+    assert gate is not None
+    assert gate.evaluated_at == T0 + timedelta(seconds=121)
+
+
+def test_a_regressed_canary_fails_and_a_thin_one_is_inconclusive() -> None:
+    metrics = ScriptedMetrics()
+    metrics.counts["tcp-echo-v2"] = (12, 40)
+    result = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(seconds=31))
+    assert result is not None
+    assert result.verdict == Verdict.FAIL
+    metrics.counts["tcp-echo-v2"] = (0, 20)
+    thin = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(seconds=31))
+    assert thin is not None
+    assert thin.verdict == Verdict.INCONCLUSIVE
+
+
+def test_step_zero_observes_the_stable_baseline() -> None:
+    metrics = ScriptedMetrics()
+    metrics.counts["tcp-echo-v2"] = (None, None)
+    result = PrometheusAnalysis(metrics).verdict(
+        policy=_policy(), status=_status(weight=0, index=0), now=T0 + timedelta(seconds=31)
+    )
+    assert result is not None
+    assert result.verdict == Verdict.PASS
+    assert "stable baseline observed" in result.reason
+
+
+def test_a_new_step_is_evaluated_afresh() -> None:
+    metrics = ScriptedMetrics()
+    analysis = PrometheusAnalysis(metrics)
+    policy = _policy()
+    first = analysis.verdict(policy=policy, status=_status(index=1), now=T0 + timedelta(seconds=10))
+    second = analysis.verdict(policy=policy, status=_status(weight=50, index=2), now=T0 + timedelta(seconds=11))
+    assert second is not first
+    assert second is not None
+    assert second.step_index == 2
+
+
+def test_without_spec_analysis_every_step_is_inconclusive_and_says_why() -> None:
+    result = PrometheusAnalysis(ScriptedMetrics()).verdict(
+        policy=seed_policy(), status=_status(), now=T0 + timedelta(seconds=31)
+    )
+    assert result is not None
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "no analysis configured" in result.reason
