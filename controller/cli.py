@@ -7,6 +7,7 @@ resolved (``plan``), or a usage error.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from controller import __version__
 from controller.adapters.policy_files import check_documents, lint_paths
 from controller.adapters.yaml_documents import read_yaml_file
 from controller.cli_control import register as register_control_commands
+from controller.core.durations import parse_go_duration
 from controller.core.plan import Plan, SourceDocument, plan_rollout
 from controller.core.policy import policy_json_schema
 from controller.errors import TargetError
@@ -118,6 +120,82 @@ def plan(
 def schema() -> None:
     """Print the JSON Schema of CanaryPolicy."""
     typer.echo(json.dumps(policy_json_schema(), indent=2))
+
+
+def parse_time(text: str, *, now: datetime) -> datetime:
+    """RFC 3339 (``2026-11-23T10:00:00Z``), Unix seconds, ``now`` or ``now-1h30m``."""
+    if text == "now":
+        return now
+    if text.startswith("now-"):
+        return now - timedelta(seconds=parse_go_duration(text[4:]))
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(
+    policy: Annotated[Path, typer.Option("--policy", help="Policy file (with spec.analysis).")],
+    prometheus: Annotated[str, typer.Option("--prometheus", help="Prometheus base URL.")],
+    start: Annotated[str, typer.Option("--start", help="RFC 3339, Unix seconds, now or now-2h.")],
+    end: Annotated[str, typer.Option("--end", help="RFC 3339, Unix seconds, now or now-1h.")] = "now",
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="yaml (a readable report) or json.")] = (
+        OutputFormat.yaml
+    ),
+    name: Annotated[str | None, typer.Option("--name", help="Policy name, when the file holds several.")] = None,
+    tick: Annotated[float, typer.Option("--tick", help="Simulated seconds between passes.")] = 5.0,
+) -> None:
+    """Replay a policy's schedule and analysis over recorded history: where would it have rolled back?"""
+    from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader  # noqa: PLC0415
+    from controller.service.replay import replay as run_replay  # noqa: PLC0415
+
+    documents, findings = read_yaml_file(policy)
+    report = check_documents(documents)
+    if findings or report.findings:
+        for finding in [*findings, *report.findings]:
+            _err(str(finding))
+        raise typer.Exit(1)
+    chosen = [p.policy for p in report.policies if name is None or p.policy.metadata.name == name]
+    if len(chosen) != 1:
+        _err(f"{policy}: holds {len(chosen)} matching policies (use --name)")
+        raise typer.Exit(1)
+    if chosen[0].spec.analysis is None:
+        _err(f"{policy}: the policy has no spec.analysis to replay")
+        raise typer.Exit(1)
+    now = datetime.now(UTC)
+    try:
+        begin, finish = parse_time(start, now=now), parse_time(end, now=now)
+    except ValueError as exc:
+        _err(f"invalid time: {exc}")
+        raise typer.Exit(2) from None
+    if finish <= begin:
+        _err("--end must be after --start")
+        raise typer.Exit(2)
+    metrics = PrometheusMetricsSource(default_url=prometheus, secrets=SecretReader())
+    try:
+        result = run_replay(chosen[0], metrics, start=begin, end=finish, tick_seconds=tick)
+    finally:
+        metrics.close()
+    document = result.as_dict()
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    typer.echo(f"# replay of {document['policy']} from {document['start']} to {document['end']}")
+    typer.echo(
+        f"outcome: {document['outcome']}"
+        + (f" at {document['rolledBackAt']} ({document['reason']})" if document["rolledBackAt"] else "")
+    )
+    for step in result.steps:
+        typer.echo(
+            f"step {step.index + 1} weight {step.weight}: {step.outcome}"
+            + (f" ({step.started_at:%H:%M:%S} - {step.ended_at:%H:%M:%S})" if step.started_at and step.ended_at else "")
+        )
+        for evaluation in step.evaluations:
+            at = f"{evaluation.evaluated_at:%H:%M:%S}" if evaluation.evaluated_at else "-"
+            typer.echo(f"  {at} {evaluation.verdict}: {evaluation.reason}")
 
 
 @app.command()

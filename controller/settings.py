@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         8, ge=1, le=256, description="Reconcile passes run in parallel (a slow one never delays others). Default 8."
     )
     api_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Per-request Kubernetes API timeout, s.")
+    prometheus_url: str | None = Field(
+        None,
+        description="Default Prometheus base URL for policies whose spec.analysis.prometheus sets none "
+        "(e.g. http://prometheus.istio-system:9090). Unset: such policies' checks are inconclusive.",
+    )
+    prometheus_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Default per-query Prometheus timeout, s. Default 10."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
 
     @field_validator("watch_namespaces", mode="before")

@@ -5,10 +5,13 @@ samples of a series, so the first increment of a series born inside the window (
 failed connect, which creates the ``response_flags="UF,URX"`` series) is lost, and ``increase()``
 extrapolates to fractional counts. The built-ins count exactly instead::
 
-    sum( (S - S offset W) >= 0  or  S )
+    sum( (last_over_time(S[W]) - S offset W) >= 0  or  last_over_time(S[W]) )
 
 per series: the difference over the window when the series existed at its start (and did not reset),
-otherwise its whole current value (a series born in the window, or one that reset). ``W`` never reaches
+otherwise its whole value (a series born in the window, or one that reset: only what it counted since
+the reset is kept, never a negative). ``last_over_time`` keeps what a series counted before it went
+stale mid-window (a client pod deleted). The parts of a count select disjoint series and are joined with
+``or`` before summing, so a total is "no data" only when no part has a series. ``W`` never reaches
 back before the step started: the service passes ``min(window, time since the step started)``.
 
 **Selecting the canary.** Istio's client side (``reporter="source"``) is the only reporter that sees a
@@ -62,9 +65,18 @@ def _matchers(labels: dict[str, tuple[str, str]]) -> str:
     return "{" + ",".join(f"{name}{op}{quote(value)}" for name, (op, value) in labels.items()) + "}"
 
 
+def window_series(selector: str, window: str) -> str:
+    """Per series, the exact count of increments over ``window``: the difference when the series existed at
+    the window's start, else its whole value (a series born in the window, or one that reset). The end
+    value is the series' last sample in the window, so a series that went stale mid-window (its client
+    pod deleted) keeps what it counted."""
+    last = f"last_over_time({selector}[{window}])"
+    return f"(({last} - {selector} offset {window}) >= 0 or {last})"
+
+
 def window_count(selector: str, window: str) -> str:
     """Exact count of increments over ``window`` of the series ``selector``, new series included."""
-    return f"sum(({selector} - {selector} offset {window}) >= 0 or {selector})"
+    return f"sum({window_series(selector, window)})"
 
 
 @dataclass(frozen=True)
@@ -119,8 +131,8 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
         "destination_workload_namespace": ("=", variables.namespace),
     }
     failed = {**base, "response_flags": ("!=", "-")}
-    totals = [window_count(ISTIO_OPENED + _matchers(base), window)]
-    errors = [window_count(ISTIO_OPENED + _matchers(failed), window)]
+    totals = [window_series(ISTIO_OPENED + _matchers(base), window)]
+    errors = [window_series(ISTIO_OPENED + _matchers(failed), window)]
     if service is not None:
         unrouted = {
             "reporter": ("=", "source"),
@@ -128,9 +140,14 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
             "destination_workload": ("=", "unknown"),
             "response_flags": ("!=", "-"),
         }
-        totals.append(window_count(ISTIO_OPENED + _matchers(unrouted), window))
-        errors.append(window_count(ISTIO_OPENED + _matchers(unrouted), window))
-    return CountQueries(errors=_sum_all(errors, first_required=False), total=_sum_all(totals, first_required=True))
+        totals.append(window_series(ISTIO_OPENED + _matchers(unrouted), window))
+        errors.append(window_series(ISTIO_OPENED + _matchers(unrouted), window))
+    # The parts select disjoint series (a workload, or "unknown" with a service), so their union is summed
+    # once: no attempts series at all is no data, while errors with no series are 0.
+    return CountQueries(
+        errors=f"sum({' or '.join(errors)}) or vector(0)",
+        total=f"sum({' or '.join(totals)})",
+    )
 
 
 def envoy_counts(variables: Variables, side: Side) -> CountQueries:

@@ -15,10 +15,11 @@ from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatu
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
+from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
 from controller.runtime.daemon import Controller
-from controller.service.analysis import NoAnalysis
+from controller.service.prometheus_analysis import PrometheusAnalysis
 from controller.service.reconcile import Dependencies
 from controller.settings import Settings
 
@@ -55,7 +56,13 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
     file_store = ConfigMapStatusStore(main, namespace=settings.namespace)
     workloads = KubernetesWorkloadReader(main)
     events = KubernetesEventRecorder(main)
-    chosen_analysis = analysis or NoAnalysis()
+    chosen_analysis = analysis or PrometheusAnalysis(
+        PrometheusMetricsSource(
+            default_url=settings.prometheus_url,
+            default_timeout_seconds=settings.prometheus_timeout_seconds,
+            secrets=SecretReader(kube=main),
+        )
+    )
     sources: list[PolicySource] = []
     if settings.policy_dir is not None:
         sources.append(DirectoryPolicySource(settings.policy_dir))

@@ -1,0 +1,1 @@
+"""Tests against a real Prometheus: the adapter, the built-in queries on real and driven data."""

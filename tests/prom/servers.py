@@ -1,0 +1,667 @@
+"""Real servers for the Prometheus tests, and the small HTTP servers around them.
+
+- ``PrometheusServer``: Debian's ``prometheus`` binary on a free loopback port with a temp TSDB.
+- ``DrivenExporter``: counters the tests set, exposed exactly as Envoy does. prometheus_client cannot do
+  that: its text exposition names every counter's ``# HELP``/``# TYPE`` lines ``<name>_total`` (a ``Metric``
+  of type counter called ``envoy_cluster_upstream_cx_connect_fail`` is announced as
+  ``envoy_cluster_upstream_cx_connect_fail_total`` while its samples keep the bare name), ``CounterMetricFamily``
+  renames the samples to ``..._total``, and ``Counter`` adds ``_created`` series and exposes a labelled child
+  at 0 as soon as it is created (so a failure series could not be born at its first increment). Envoy writes
+  ``# TYPE envoy_cluster_upstream_cx_connect_fail counter`` followed by samples of that very name, and
+  ``istio_tcp_connections_opened_total`` the same way; this exporter renders that text itself.
+- ``StaticFiles``: serves the real Istio scrape files unchanged, as ``text/plain; version=0.0.4``.
+- ``RecordingProxy`` / ``CannedServer``: record the headers a client sends (forwarding to a real
+  Prometheus, or answering canned Prometheus-shaped JSON, optionally slowly).
+- Replayed history: ``openmetrics_text`` + ``create_blocks`` (``promtool tsdb create-blocks-from
+  openmetrics``) fill a data directory that a second ``PrometheusServer`` then serves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+import yaml
+
+T = TypeVar("T")
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+SCRAPE_INTERVAL = 1.0
+STEP_MARGIN = 0.05
+"""Seconds after the last scrape that a step start is placed at (the next scrape comes ~1 s later)."""
+
+
+class WaitTimeout(AssertionError):
+    """A condition polled for did not come true before its deadline."""
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float,
+    message: str | Callable[[], str],
+    interval: float = 0.05,
+) -> T:
+    """Poll ``condition`` until it returns something other than None (or False), then return that.
+
+    Args:
+        condition: called until it returns a truthy value or a value that is not None and not False.
+        timeout: seconds before giving up.
+        message: what was awaited (or a function building it, called once on timeout).
+        interval: seconds between polls.
+
+    Raises:
+        WaitTimeout: the deadline passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise WaitTimeout(f"after {timeout:g}s: {text}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def format_value(value: float) -> str:
+    """A sample value as Envoy writes it: integers without a decimal point."""
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return repr(value)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def series_text(name: str, labels: Mapping[str, str]) -> str:
+    """``name{a="b",...}`` in exposition syntax."""
+    if not labels:
+        return name
+    return name + "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
+
+
+# ---------------------------------------------------------------------------------------------- HTTP servers
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Dispatches to the owning ``_HttpServer``; quiet."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.server.owner.handle(self)
+
+    def do_POST(self) -> None:
+        self.server.owner.handle(self)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        del format, args
+
+    def reply(self, status: int, body: bytes, content_type: str) -> None:
+        """Send one complete response."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: _HttpServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (the adapter gave up on a slow answer) is expected, not an error."""
+        del request, client_address
+
+
+class _HttpServer:
+    """A ThreadingHTTPServer on a free loopback port, served from a daemon thread."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self.scheme = "https" if tls is not None else "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """``http(s)://127.0.0.1:<port>``."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``, as a scrape target."""
+        return f"127.0.0.1:{self.port}"
+
+    def handle(self, request: _Handler) -> None:
+        """Answer one request."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop serving and release the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DrivenExporter(_HttpServer):
+    """Counters the tests set, exposed on ``/metrics`` in Envoy's text format.
+
+    Each metric gets ``# TYPE <name> counter`` and samples of exactly that name (Envoy's
+    ``envoy_cluster_upstream_cx_connect_fail`` has no ``_total``; Istio's ``istio_tcp_connections_opened_total``
+    has it in both places). A series exists from the moment a value is set, never before: a failure series is
+    born at its first increment, as in Envoy.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        self._lock = threading.Lock()
+        self._last_scrape: float | None = None
+        self.scrapes = 0
+        super().__init__()
+
+    def set(self, name: str, labels: Mapping[str, str], value: float) -> None:
+        """Set a series (creating it)."""
+        with self._lock:
+            self._values.setdefault(name, {})[tuple(labels.items())] = value
+
+    def inc(self, name: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
+        """Add to a series (creating it at ``amount``)."""
+        with self._lock:
+            family = self._values.setdefault(name, {})
+            key = tuple(labels.items())
+            family[key] = family.get(key, 0.0) + amount
+
+    def remove(self, name: str, labels: Mapping[str, str]) -> None:
+        """Drop a series (it goes stale in Prometheus)."""
+        with self._lock:
+            self._values.get(name, {}).pop(tuple(labels.items()), None)
+
+    def render(self) -> str:
+        """The exposition text."""
+        with self._lock:
+            return self._render()
+
+    def handle(self, request: _Handler) -> None:
+        """Serve ``/metrics``; scrapes by Prometheus are timed (see ``step_start``)."""
+        if request.path.split("?")[0] != "/metrics":
+            request.reply(404, b"not found\n", "text/plain")
+            return
+        with self._lock:
+            body = self._render()
+            if request.headers.get("User-Agent", "").startswith("Prometheus/"):
+                self._last_scrape = time.time()
+                self.scrapes += 1
+        request.reply(200, body.encode(), TEXT_FORMAT)
+
+    def _render(self) -> str:
+        lines: list[str] = []
+        for name, family in self._values.items():
+            if family:
+                lines.append(f"# TYPE {name} counter")
+                lines.extend(f"{series_text(name, dict(key))} {format_value(value)}" for key, value in family.items())
+        return "\n".join(lines) + "\n"
+
+    def step_start(self) -> float:
+        """A step start at which Prometheus holds the current values and no later ones.
+
+        Call it once Prometheus shows the values to keep before the step (``PrometheusServer.wait_for_value``).
+        Prometheus scrapes one target at a time and stamps each sample when the scrape starts; every scrape
+        after the last one served starts about a scrape interval later, so the returned instant (just after
+        that last scrape) sees exactly the values served so far, whatever the tests change next.
+        """
+        with self._lock:
+            if self._last_scrape is None:
+                raise AssertionError("Prometheus has not scraped the exporter yet")
+            return self._last_scrape + STEP_MARGIN
+
+
+class StaticFiles(_HttpServer):
+    """Serves files unchanged at ``/<file name>`` as Prometheus text exposition."""
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self._files = {f"/{path.name}": path.read_bytes() for path in files}
+        super().__init__()
+
+    def handle(self, request: _Handler) -> None:
+        """Serve one file (404 for anything else)."""
+        body = self._files.get(request.path.split("?")[0])
+        if body is None:
+            request.reply(404, b"not found\n", "text/plain")
+        else:
+            request.reply(200, body, TEXT_FORMAT)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as a server received it."""
+
+    path: str
+    headers: dict[str, str]
+
+
+class _Recording(_HttpServer):
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self.requests: list[Recorded] = []
+        self._record_lock = threading.Lock()
+        super().__init__(tls=tls)
+
+    def record(self, request: _Handler) -> None:
+        with self._record_lock:
+            self.requests.append(Recorded(path=request.path, headers=dict(request.headers.items())))
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value received for header ``name`` (case-insensitive), in order."""
+        with self._record_lock:
+            return [
+                value for item in self.requests for key, value in item.headers.items() if key.lower() == name.lower()
+            ]
+
+
+class RecordingProxy(_Recording):
+    """Forwards GET requests to ``upstream`` (a real Prometheus) and records their headers.
+
+    Args:
+        upstream: base URL to forward to.
+        require: header name -> value that must be present, else 401 with a Prometheus-shaped error body.
+        echo_header: put this header's received value into the error body (a badly behaved gateway), to
+            check that clients never repeat it.
+    """
+
+    def __init__(
+        self, upstream: str, *, require: Mapping[str, str] | None = None, echo_header: str | None = None
+    ) -> None:
+        self._upstream = httpx.Client(base_url=upstream, timeout=10.0)
+        self._require = dict(require or {})
+        self._echo = echo_header
+        super().__init__()
+
+    def handle(self, request: _Handler) -> None:
+        """Check, record and forward."""
+        self.record(request)
+        for name, value in self._require.items():
+            if request.headers.get(name) != value:
+                received = request.headers.get(self._echo, "") if self._echo else ""
+                body = {
+                    "status": "error",
+                    "errorType": "unauthorized",
+                    "error": f"missing or wrong {name} header (got {received!r})",
+                }
+                request.reply(401, _json(body), "application/json")
+                return
+        answer = self._upstream.get(request.path)
+        request.reply(answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json"))
+
+    def close(self) -> None:
+        """Stop serving and close the upstream client."""
+        super().close()
+        self._upstream.close()
+
+
+class CannedServer(_Recording):
+    """Answers every request with one Prometheus-shaped response, after an optional delay.
+
+    Args:
+        status: HTTP status.
+        body: the JSON body.
+        delay: seconds to wait before answering (cut short by ``close``).
+        tls: serve HTTPS with this server context (see ``self_signed_tls``).
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int = 200,
+        body: Mapping[str, Any] | None = None,
+        delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.status = status
+        self.body = dict(body or {"status": "success", "data": {"resultType": "vector", "result": []}})
+        self.delay = delay
+        self._closing = threading.Event()
+        super().__init__(tls=tls)
+
+    def handle(self, request: _Handler) -> None:
+        """Record, wait, answer."""
+        self.record(request)
+        if self.delay and self._closing.wait(self.delay):
+            return
+        request.reply(self.status, _json(self.body), "application/json")
+
+    def close(self) -> None:
+        """Release waiting handlers, then stop."""
+        self._closing.set()
+        super().close()
+
+
+def self_signed_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 (made with the ``openssl`` CLI): its PEM file and a server context.
+
+    The certificate is its own CA: a client trusts the server when given that PEM as its CA bundle.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "server.pem", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+def _json(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+# ------------------------------------------------------------------------------------------------ Prometheus
+
+
+def prometheus_config(jobs: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """A Prometheus config scraping every second; ``jobs`` maps job name to ``{target, path, labels}``."""
+    scrape_configs = [
+        {
+            "job_name": job,
+            "metrics_path": spec.get("path", "/metrics"),
+            "static_configs": [{"targets": [spec["target"]], "labels": dict(spec.get("labels", {}))}],
+        }
+        for job, spec in (jobs or {}).items()
+    ]
+    return {
+        "global": {
+            "scrape_interval": f"{SCRAPE_INTERVAL:g}s",
+            "scrape_timeout": f"{SCRAPE_INTERVAL:g}s",
+            "evaluation_interval": f"{SCRAPE_INTERVAL:g}s",
+        },
+        "scrape_configs": scrape_configs,
+    }
+
+
+@dataclass
+class PrometheusServer:
+    """One ``prometheus`` process on 127.0.0.1 with its own config and TSDB directory.
+
+    Args:
+        binary: path of the ``prometheus`` executable.
+        workdir: where the config, the log and (unless ``data_dir`` is given) the TSDB go.
+        config: the configuration (see ``prometheus_config``).
+        data_dir: an existing TSDB directory (replayed history), else ``workdir/data``.
+        retention: ``--storage.tsdb.retention.time``.
+    """
+
+    binary: str
+    workdir: Path
+    config: dict[str, Any]
+    data_dir: Path | None = None
+    retention: str = "1d"
+    port: int = 0
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _http: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The server's combined stdout/stderr."""
+        return self.workdir / "prometheus.log"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server log."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self, *, timeout: float = 30.0, attempts: int = 3) -> None:
+        """Start the process and wait until ``/-/ready`` answers 200.
+
+        A port taken between choosing and binding it (another process was quicker) means a new port.
+
+        Raises:
+            WaitTimeout: not ready in time, or the process exited (the message has the log's tail).
+        """
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+                return
+            except WaitTimeout:
+                self.stop()
+                if attempt == attempts - 1 or "address already in use" not in self.log_tail():
+                    raise
+
+    def _start_once(self, timeout: float) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config_path = self.workdir / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        data_dir = self.data_dir or self.workdir / "data"
+        self.port = free_port()
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={data_dir}",
+                    f"--storage.tsdb.retention.time={self.retention}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self._http = httpx.Client(base_url=self.url, timeout=5.0)
+        wait_until(self._ready, timeout=timeout, message=lambda: f"prometheus not ready:\n{self.log_tail()}")
+
+    def _ready(self) -> bool:
+        assert self._process is not None
+        assert self._http is not None
+        if self._process.poll() is not None:
+            raise WaitTimeout(f"prometheus exited with {self._process.returncode}:\n{self.log_tail()}")
+        try:
+            return self._http.get("/-/ready").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        """Terminate (then kill) the process and close the HTTP client."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+        self._process = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def api(self, path: str, **params: Any) -> Any:
+        """``data`` of a successful ``/api/v1/<path>`` call.
+
+        Raises:
+            AssertionError: Prometheus answered with an error.
+        """
+        assert self._http is not None, "prometheus is not running"
+        answer = self._http.get(f"/api/v1/{path}", params=params)
+        body = answer.json()
+        if answer.status_code != 200 or body.get("status") != "success":
+            raise AssertionError(f"/api/v1/{path} {params}: HTTP {answer.status_code}: {body}")
+        return body["data"]
+
+    def series(self, query: str, *, at: float | None = None) -> list[dict[str, Any]]:
+        """The result of an instant query (a vector), evaluated now or at ``at``."""
+        params: dict[str, Any] = {"query": query}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        data = self.api("query", **params)
+        assert data["resultType"] == "vector", f"{query}: {data['resultType']} result"
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def value(self, query: str, *, at: float | None = None) -> float | None:
+        """The single value of an instant query, None when it returns no series."""
+        result = self.series(query, at=at)
+        assert len(result) <= 1, f"{query}: {len(result)} series"
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for_value(self, query: str, expected: float | None, *, timeout: float = 10.0) -> None:
+        """Poll (at now) until ``query`` returns ``expected`` (None: no series)."""
+        last: list[float | None] = []
+
+        def reached() -> bool:
+            value = self.value(query)
+            last[:] = [value]
+            return value == expected
+
+        wait_until(reached, timeout=timeout, message=lambda: f"{query} is {last} instead of {expected}")
+
+    def wait_for_targets(self, *, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until every configured target has been scraped successfully once; returns the targets.
+
+        Raises:
+            WaitTimeout: a target is down (with its scrape error) or not scraped in time.
+        """
+        jobs = {job["job_name"] for job in self.config.get("scrape_configs", [])}
+        state: dict[str, Any] = {}
+
+        def all_up() -> list[dict[str, Any]] | None:
+            targets: list[dict[str, Any]] = self.api("targets", state="active")["activeTargets"]
+            state["targets"] = targets
+            for target in targets:
+                if target["health"] == "down":
+                    raise WaitTimeout(f"target {target['scrapeUrl']} is down: {target['lastError']}")
+            up = {target["labels"]["job"] for target in targets if target["health"] == "up"}
+            return targets if up >= jobs else None
+
+        return wait_until(
+            all_up, timeout=timeout, message=lambda: f"targets not all scraped: {state.get('targets')}", interval=0.1
+        )
+
+
+# ------------------------------------------------------------------------------------------ replayed history
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sample of replayed history."""
+
+    name: str
+    labels: Mapping[str, str]
+    timestamp: float
+    value: float
+
+
+def history_start(*, hours_back: float = 2.0, now: float | None = None) -> float:
+    """A start time in the recent past, on a whole minute, so replayed history is well within retention."""
+    now = time.time() if now is None else now
+    return math.floor((now - hours_back * 3600) / 60) * 60
+
+
+def openmetrics_text(points: Iterable[Point]) -> str:
+    """Timestamped OpenMetrics text ending in ``# EOF``, as ``promtool tsdb create-blocks-from`` reads it.
+
+    Families are declared ``unknown`` so that names keep their exact form (OpenMetrics would require a
+    ``counter`` family's samples to end in ``_total``, which Envoy's do not); the TSDB stores no type anyway.
+    """
+    families: dict[str, dict[tuple[tuple[str, str], ...], list[Point]]] = {}
+    for point in points:
+        families.setdefault(point.name, {}).setdefault(tuple(sorted(point.labels.items())), []).append(point)
+    lines: list[str] = []
+    for name, family in families.items():
+        lines.append(f"# TYPE {name} unknown")
+        for key, samples in family.items():
+            for point in sorted(samples, key=lambda p: p.timestamp):
+                lines.append(f"{series_text(name, dict(key))} {format_value(point.value)} {point.timestamp:.3f}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def create_blocks(promtool: str, points: Iterable[Point], workdir: Path) -> Path:
+    """Write ``points`` as OpenMetrics and turn them into TSDB blocks; returns the data directory.
+
+    Raises:
+        AssertionError: promtool failed (its output is in the message).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / "history.om"
+    source.write_text(openmetrics_text(points))
+    data_dir = workdir / "data"
+    done = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"promtool create-blocks-from failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return data_dir
