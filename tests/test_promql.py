@@ -26,7 +26,7 @@ def test_istio_counts_select_the_canary_by_workload_never_by_version() -> None:
     assert 'reporter="source"' in queries.errors
     assert 'response_flags!="-"' in queries.errors
     assert "destination_version" not in queries.errors + queries.total
-    assert "offset 75s" in queries.total
+    assert "offset 75900ms" in queries.total
 
 
 def test_unrouted_failures_are_counted_by_service_when_the_canary_has_its_own() -> None:
@@ -46,7 +46,7 @@ def test_envoy_counts_tolerate_missing_optional_counters_but_not_missing_attempt
 def test_custom_queries_quote_every_value_and_escape_regexes() -> None:
     query = "sum(x{w={{ workload }}, re=~{{ canary_cluster | regex }}}[{{ window }}]) > {{ step_start }}"
     assert expand_custom(query, VARS, "stable") == (
-        'sum(x{w="tcp-echo-v1", re=~"outbound\\\\|9000\\\\|v2\\\\|tcp-echo"}[75s]) > 1700000000.500'
+        'sum(x{w="tcp-echo-v1", re=~"outbound\\\\|9000\\\\|v2\\\\|tcp-echo"}[75900ms]) > 1700000000.500'
     )
 
 

@@ -57,8 +57,9 @@ def regex_escape(value: str) -> str:
 
 
 def prom_duration(seconds: float) -> str:
-    """A PromQL duration in whole seconds (at least 1s)."""
-    return f"{max(1, int(seconds))}s"
+    """A PromQL duration, to the millisecond (a young step's window is shorter than a second)."""
+    millis = max(1, round(seconds * 1000))
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
 
 
 def _matchers(labels: dict[str, tuple[str, str]]) -> str:

@@ -114,7 +114,7 @@ class PrometheusAnalysis:
     def _side(
         self, policy: CanaryPolicy, check: MetricCheck, variables: Variables, side: Side, at: datetime
     ) -> SideData:
-        if variables.window_seconds < 1:
+        if variables.window_seconds < 0.001:
             empty = QueryOutcome(query="(window not started)")
             return SideData(value=empty) if not check.is_error_ratio else SideData(errors=empty, total=empty)
         try:

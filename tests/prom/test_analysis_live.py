@@ -1,0 +1,217 @@
+"""The analysis end to end on a real Prometheus: healthy, refusing, thin traffic, outage, NaN, injection, replay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.core.policy import CanaryPolicy
+from controller.core.problems import validate_policy
+from controller.core.rollout import Observations, RolloutStatus, Verdict, decide
+from controller.service.prometheus_analysis import PrometheusAnalysis
+from controller.service.replay import replay as run_replay
+from tests.prom.servers import (
+    DrivenExporter,
+    Point,
+    PrometheusServer,
+    history_start,
+    prometheus_config,
+    wait_until,
+)
+from tests.prom.test_builtin_queries import ISTIO_OPENED, Mesh
+from tests.test_rollout import seed_policy, seed_target
+
+
+def _policy(namespace: str, **check: Any) -> CanaryPolicy:
+    doc = seed_policy(stepDuration="1m").model_dump(mode="json")
+    doc["metadata"] = {"name": "tcp-echo", "namespace": namespace}
+    doc["spec"]["analysis"] = {
+        "interval": "10s",
+        "selector": {"canaryWorkload": "tcp-echo-v2", "stableWorkload": "tcp-echo-v1", "namespace": namespace},
+        "metrics": [{"name": "errors", "template": "istio-tcp-connect-error-ratio", "countTest": {}, **check}],
+    }
+    return CanaryPolicy.model_validate(doc)
+
+
+def _status(step_start: float, weight: int = 20) -> RolloutStatus:
+    return RolloutStatus(
+        run_id="r-1", step_index=1, weight=weight, step_started_at=datetime.fromtimestamp(step_start, UTC)
+    )
+
+
+def _evaluate(metrics: PrometheusMetricsSource, policy: CanaryPolicy, status: RolloutStatus) -> Any:
+    return PrometheusAnalysis(metrics).evaluate(policy, status, now=datetime.now(UTC), final=False)
+
+
+@pytest.fixture
+def mesh(exporter: DrivenExporter, prometheus: PrometheusServer) -> Mesh:
+    return Mesh(exporter, prometheus)
+
+
+def _traffic(mesh: Mesh, *, canary: int, stable: int, canary_failed: int = 0) -> None:
+    mesh.connect("tcp-echo-v2", canary)
+    mesh.connect("tcp-echo-v1", stable)
+    if canary_failed:
+        mesh.connect("tcp-echo-v2", canary_failed, flags="UF,URX")
+    mesh.settle()
+
+
+def test_a_healthy_canary_passes(mesh: Mesh, metrics: PrometheusMetricsSource) -> None:
+    _traffic(mesh, canary=1, stable=1)
+    start = mesh.exporter.step_start()
+    _traffic(mesh, canary=400, stable=1600)
+    result = _evaluate(metrics, _policy(mesh.namespace), _status(start))
+    assert result.verdict == Verdict.PASS, result.reason
+    assert result.checks[0]["canaryConnections"] == 400
+    assert result.checks[0]["stableConnections"] == 1600
+    assert 'destination_workload=\\"tcp-echo-v2\\"' in str(result.checks[0]["queries"]) or any(
+        'destination_workload="tcp-echo-v2"' in q for q in result.checks[0]["queries"]
+    )
+
+
+def test_a_canary_refusing_connections_fails_within_two_scrapes_of_its_first_errors(
+    mesh: Mesh, metrics: PrometheusMetricsSource
+) -> None:
+    _traffic(mesh, canary=1, stable=1)
+    start = mesh.exporter.step_start()
+    _traffic(mesh, canary=20, stable=80)
+    policy = _policy(mesh.namespace)
+    assert _evaluate(metrics, policy, _status(start)).verdict != Verdict.FAIL
+    scrapes_before = mesh.exporter.scrapes
+    mesh.connect("tcp-echo-v2", 8, flags="UF,URX")  # the first failures create their series
+    verdicts: list[tuple[int, Verdict]] = []
+
+    def failed() -> bool:
+        result = _evaluate(metrics, policy, _status(start))
+        verdicts.append((mesh.exporter.scrapes - scrapes_before, result.verdict))
+        return result.verdict == Verdict.FAIL
+
+    wait_until(failed, timeout=15, interval=0.1, message=lambda: f"never failed: {verdicts[-3:]}")
+    first_fail = next(scrapes for scrapes, verdict in verdicts if verdict == Verdict.FAIL)
+    assert first_fail <= 2, verdicts
+
+
+def test_low_traffic_stays_inconclusive_and_never_passes(mesh: Mesh, metrics: PrometheusMetricsSource) -> None:
+    _traffic(mesh, canary=1, stable=1)
+    start = mesh.exporter.step_start()
+    _traffic(mesh, canary=30, stable=120)
+    result = _evaluate(metrics, _policy(mesh.namespace, minConnections=300), _status(start))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "fewer than minConnections 300" in result.reason
+
+
+def test_nan_from_a_custom_query_is_inconclusive_with_the_cause(mesh: Mesh, metrics: PrometheusMetricsSource) -> None:
+    doc = _policy(mesh.namespace).model_dump(mode="json")
+    doc["spec"]["analysis"]["metrics"] = [{"name": "ratio", "query": "0/0", "max": 1}]
+    result = _evaluate(metrics, CanaryPolicy.model_validate(doc), _status(datetime.now(UTC).timestamp() - 30))
+    assert result.verdict == Verdict.INCONCLUSIVE
+    assert "NaN" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("canaryWorkload", 'tcp-echo-v2"} or vector(1) #'),
+        ("namespace", "shop} or up{"),
+        ("stableWorkload", "a\nb"),
+    ],
+)
+def test_promql_injection_through_policy_fields_is_rejected_by_lint(field: str, value: str) -> None:
+    doc = _policy("shop").model_dump(mode="json")
+    doc["spec"]["analysis"]["selector"][field] = value
+    _, problems = validate_policy(doc)
+    assert any(p.dotted == f"spec.analysis.selector.{field}" for p in problems), problems
+
+
+def test_prometheus_stopped_mid_step_is_inconclusive_and_the_step_holds_then_recovers(
+    exporter: DrivenExporter, binaries: Any, tmp_path: Path
+) -> None:
+    config = prometheus_config({"driven": {"target": exporter.address}})
+    server = PrometheusServer(binary=binaries.prometheus, workdir=tmp_path, config=config)
+    server.start()
+    try:
+        mesh = Mesh(exporter, server)
+        _traffic(mesh, canary=1, stable=1)
+        start = exporter.step_start()
+        _traffic(mesh, canary=400, stable=1600)
+        metrics = PrometheusMetricsSource(default_url=server.url, secrets=SecretReader(environ={}))
+        doc = _policy(mesh.namespace).model_dump(mode="json")
+        doc["spec"]["analysis"]["interval"] = "5m"  # the window must still cover the traffic after the outage
+        policy = CanaryPolicy.model_validate(doc)
+        server.stop()
+        down = _evaluate(metrics, policy, _status(start))
+        assert down.verdict == Verdict.INCONCLUSIVE
+        assert "unreachable" in down.reason or "refused" in down.reason
+        # The state machine does not advance on it, even with the step's time up.
+        status = _status(start).model_copy(update={"revision": "r", "phase": "Progressing", "expected_weights": None})
+        gate = decide(
+            policy,
+            status,
+            Observations(revision="r", target=seed_target(), analysis=down),
+            datetime.now(UTC) + timedelta(minutes=5),
+        ).status
+        assert gate.step_index == 1
+        server.start()  # on a new port: the test infrastructure picks a free one at every start
+        metrics.close()
+        metrics = PrometheusMetricsSource(default_url=server.url, secrets=SecretReader(environ={}))
+        last: list[str] = []
+
+        def recovered() -> bool:
+            result = _evaluate(metrics, policy, _status(start))
+            last[:] = [result.reason]
+            return result.verdict == Verdict.PASS
+
+        wait_until(recovered, timeout=20, message=lambda: f"not recovered: {last}")
+        metrics.close()
+    finally:
+        server.stop()
+
+
+def test_replay_over_backfilled_history_finds_the_regression(replay: Any) -> None:
+    base = history_start(hours_back=2)
+    namespace = "replayed"
+    points: list[Point] = []
+
+    def labels(workload: str, flags: str) -> dict[str, str]:
+        return {
+            "reporter": "source",
+            "destination_workload": workload,
+            "destination_workload_namespace": namespace,
+            "response_flags": flags,
+        }
+
+    canary_ok = stable_ok = canary_failed = 0.0
+    broken_at = base + 8 * 60  # the canary starts refusing 8 minutes in: during its 50 % step
+    for second in range(0, 20 * 60, 5):
+        at = base + second
+        canary_ok += 10 if at < broken_at else 0
+        canary_failed += 10 if at >= broken_at else 0
+        stable_ok += 40
+        points.append(Point(ISTIO_OPENED, labels("tcp-echo-v2", "-"), at, canary_ok))
+        points.append(Point(ISTIO_OPENED, labels("tcp-echo-v1", "-"), at, stable_ok))
+        if canary_failed:
+            points.append(Point(ISTIO_OPENED, labels("tcp-echo-v2", "UF,URX"), at, canary_failed))
+    server = replay(points)
+    metrics = PrometheusMetricsSource(default_url=server.url, secrets=SecretReader(environ={}))
+    try:
+        policy = _policy(namespace)
+        doc = policy.model_dump(mode="json")
+        doc["spec"]["schedule"]["stepDuration"] = "3m"
+        report = run_replay(
+            CanaryPolicy.model_validate(doc),
+            metrics,
+            start=datetime.fromtimestamp(base + 30, UTC),
+            end=datetime.fromtimestamp(base + 19 * 60, UTC),
+            tick_seconds=5,
+        )
+    finally:
+        metrics.close()
+    assert report.outcome == "rolled back", report.as_dict()
+    assert report.rolled_back_at is not None
+    assert datetime.fromtimestamp(broken_at, UTC) <= report.rolled_back_at
+    assert report.rolled_back_at <= datetime.fromtimestamp(broken_at + 30, UTC)
+    assert [s.outcome for s in report.steps[:2]] == ["passed", "passed"]
