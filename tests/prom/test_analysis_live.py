@@ -11,7 +11,8 @@ import pytest
 from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
 from controller.core.policy import CanaryPolicy
 from controller.core.problems import validate_policy
-from controller.core.rollout import Observations, RolloutStatus, Verdict, decide
+from controller.core.promql import ISTIO_OPENED
+from controller.core.rollout import AnalysisResult, Observations, RolloutStatus, Verdict, decide
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from controller.service.replay import replay as run_replay
 from tests.prom.servers import (
@@ -22,7 +23,7 @@ from tests.prom.servers import (
     prometheus_config,
     wait_until,
 )
-from tests.prom.test_builtin_queries import ISTIO_OPENED, Mesh
+from tests.prom.test_builtin_queries import Mesh
 from tests.test_rollout import seed_policy, seed_target
 
 
@@ -43,7 +44,7 @@ def _status(step_start: float, weight: int = 20) -> RolloutStatus:
     )
 
 
-def _evaluate(metrics: PrometheusMetricsSource, policy: CanaryPolicy, status: RolloutStatus) -> Any:
+def _evaluate(metrics: PrometheusMetricsSource, policy: CanaryPolicy, status: RolloutStatus) -> AnalysisResult:
     return PrometheusAnalysis(metrics).evaluate(policy, status, now=datetime.now(UTC), final=False)
 
 
@@ -88,7 +89,7 @@ def test_a_canary_refusing_connections_fails_within_two_scrapes_of_its_first_err
     def failed() -> bool:
         result = _evaluate(metrics, policy, _status(start))
         verdicts.append((mesh.exporter.scrapes - scrapes_before, result.verdict))
-        return result.verdict == Verdict.FAIL
+        return bool(result.verdict == Verdict.FAIL)
 
     wait_until(failed, timeout=15, interval=0.1, message=lambda: f"never failed: {verdicts[-3:]}")
     first_fail = next(scrapes for scrapes, verdict in verdicts if verdict == Verdict.FAIL)
@@ -163,7 +164,7 @@ def test_prometheus_stopped_mid_step_is_inconclusive_and_the_step_holds_then_rec
         def recovered() -> bool:
             result = _evaluate(metrics, policy, _status(start))
             last[:] = [result.reason]
-            return result.verdict == Verdict.PASS
+            return bool(result.verdict == Verdict.PASS)
 
         wait_until(recovered, timeout=20, message=lambda: f"not recovered: {last}")
         metrics.close()
