@@ -216,3 +216,60 @@ def test_replay_over_backfilled_history_finds_the_regression(replay: Any) -> Non
     assert datetime.fromtimestamp(broken_at, UTC) <= report.rolled_back_at
     assert report.rolled_back_at <= datetime.fromtimestamp(broken_at + 30, UTC)
     assert [s.outcome for s in report.steps[:2]] == ["passed", "passed"]
+
+
+def test_canaryctl_replay_prints_the_steps_and_the_rollback_as_json(replay: Any, tmp_path: Path) -> None:
+    import json  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from controller.cli import app  # noqa: PLC0415
+
+    base = history_start(hours_back=2)
+    labels = {"reporter": "source", "destination_workload_namespace": "replayed", "response_flags": "-"}
+    points = []
+    for second in range(0, 10 * 60, 5):
+        points.append(Point(ISTIO_OPENED, {**labels, "destination_workload": "tcp-echo-v2"}, base + second, second))
+        points.append(Point(ISTIO_OPENED, {**labels, "destination_workload": "tcp-echo-v1"}, base + second, 4 * second))
+    server = replay(points)
+    doc = _policy("replayed").model_dump(mode="json", exclude_none=True)
+    doc["spec"]["schedule"]["stepDuration"] = "1m"
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            "--policy",
+            str(policy_file),
+            "--prometheus",
+            server.url,
+            "--start",
+            str(base + 30),
+            "--end",
+            str(base + 9 * 60),
+            "-o",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "promoted"
+    assert [step["outcome"] for step in report["steps"]] == ["passed"] * 4
+    assert all(step["evaluations"] for step in report["steps"])
+    text = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            "--policy",
+            str(policy_file),
+            "--prometheus",
+            server.url,
+            "--start",
+            str(base + 30),
+            "--end",
+            str(base + 9 * 60),
+        ],
+    )
+    assert "outcome: promoted" in text.stdout
