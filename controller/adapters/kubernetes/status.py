@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +59,17 @@ def _with_command(annotations: dict[str, str] | None, command: Command) -> dict[
     existing = [c.model_dump(mode="json", exclude_none=True) for c in parse_commands(annotations, where="")]
     existing.append(command.model_dump(mode="json", exclude_none=True))
     return {COMMANDS_ANNOTATION: json.dumps(existing[-COMMANDS_KEPT:], separators=(",", ":"))}
+
+
+def retry_on_conflict(attempt: Callable[[], None], *, what: str, tries: int = 5) -> None:
+    """Run a read-modify-write ``attempt`` until no other writer got in between (at most ``tries`` times)."""
+    for _ in range(tries):
+        try:
+            attempt()
+            return
+        except ConflictError:
+            continue
+    raise ConflictError([f"{what}: too many concurrent writers"], code=409)
 
 
 def new_command(kind: CommandKind, *, by: str | None) -> Command:
@@ -130,37 +142,34 @@ class CrdStatusStore:
 
     def add_command(self, *, policy: PolicyRef, command: Command) -> None:
         """Append a command to the resource's annotation (retried on conflict)."""
-        for _ in range(5):
-            obj = self._get(policy)
-            meta = obj.get("metadata") or {}
+
+        def attempt() -> None:
+            meta = self._get(policy).get("metadata") or {}
             patch = {
                 "metadata": {
                     "resourceVersion": meta.get("resourceVersion"),
                     "annotations": _with_command(meta.get("annotations"), command),
                 }
             }
-            try:
-                self.api.call(
-                    lambda patch=patch: self.api.custom.patch_namespaced_custom_object(  # type: ignore[misc]
-                        GROUP,
-                        VERSION,
-                        policy.namespace,
-                        PLURAL,
-                        policy.name,
-                        patch,
-                        _content_type="application/merge-patch+json",
-                        _request_timeout=self.api.timeout,
-                    ),
-                    verb="patch",
-                    resource=PLURAL,
-                    group=GROUP,
-                    namespace=policy.namespace,
-                    name=policy.name,
-                )
-                return
-            except ConflictError:
-                continue
-        raise ConflictError([f"CanaryPolicy {policy.namespace}/{policy.name}: too many concurrent writers"], code=409)
+            self.api.call(
+                lambda: self.api.custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    policy.namespace,
+                    PLURAL,
+                    policy.name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                    _request_timeout=self.api.timeout,
+                ),
+                verb="patch",
+                resource=PLURAL,
+                group=GROUP,
+                namespace=policy.namespace,
+                name=policy.name,
+            )
+
+        retry_on_conflict(attempt, what=f"CanaryPolicy {policy.namespace}/{policy.name}")
 
 
 def configmap_name(policy: PolicyRef) -> str:
@@ -262,43 +271,41 @@ class ConfigMapStatusStore:
     def add_command(self, *, policy: PolicyRef, command: Command) -> None:
         """Append a command to the ConfigMap's annotation, creating the ConfigMap if needed."""
         name = configmap_name(policy)
-        for _ in range(5):
+
+        def attempt() -> None:
             current = self._get(policy)
-            try:
-                if current is None:
-                    body = self._body(policy, None, _with_command(None, command), None)
-                    self.api.call(
-                        lambda body=body: self.api.core.create_namespaced_config_map(  # type: ignore[misc]
-                            self.namespace, body, _request_timeout=self.api.timeout
-                        ),
-                        verb="create",
-                        resource="configmaps",
-                        group="",
-                        namespace=self.namespace,
-                        name=name,
-                    )
-                else:
-                    patch = {
-                        "metadata": {
-                            "resourceVersion": metadata_of(current).resource_version,
-                            "annotations": _with_command(metadata_of(current).annotations, command),
-                        }
-                    }
-                    self.api.call(
-                        lambda patch=patch: self.api.core.patch_namespaced_config_map(  # type: ignore[misc]
-                            name,
-                            self.namespace,
-                            patch,
-                            _content_type="application/merge-patch+json",
-                            _request_timeout=self.api.timeout,
-                        ),
-                        verb="patch",
-                        resource="configmaps",
-                        group="",
-                        namespace=self.namespace,
-                        name=name,
-                    )
+            if current is None:
+                body = self._body(policy, None, _with_command(None, command), None)
+                self.api.call(
+                    lambda: self.api.core.create_namespaced_config_map(
+                        self.namespace, body, _request_timeout=self.api.timeout
+                    ),
+                    verb="create",
+                    resource="configmaps",
+                    group="",
+                    namespace=self.namespace,
+                    name=name,
+                )
                 return
-            except ConflictError:
-                continue
-        raise ConflictError([f"ConfigMap {self.namespace}/{name}: too many concurrent writers"], code=409)
+            patch = {
+                "metadata": {
+                    "resourceVersion": metadata_of(current).resource_version,
+                    "annotations": _with_command(metadata_of(current).annotations, command),
+                }
+            }
+            self.api.call(
+                lambda: self.api.core.patch_namespaced_config_map(
+                    name,
+                    self.namespace,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                    _request_timeout=self.api.timeout,
+                ),
+                verb="patch",
+                resource="configmaps",
+                group="",
+                namespace=self.namespace,
+                name=name,
+            )
+
+        retry_on_conflict(attempt, what=f"ConfigMap {self.namespace}/{name}")
