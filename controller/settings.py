@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     prometheus_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Default per-query Prometheus timeout, s. Default 10."
     )
+    prometheus_bearer_token_env: str | None = Field(
+        None, description="Name of an environment variable holding the default Prometheus bearer token."
+    )
+    prometheus_basic_auth_username: str | None = Field(None, description="Default Prometheus basic-auth user.")
+    prometheus_basic_auth_password_env: str | None = Field(
+        None, description="Name of an environment variable holding the default basic-auth password."
+    )
+    prometheus_headers: dict[str, str] = Field(
+        default_factory=dict, description='Default extra headers for Prometheus, as JSON ({"X-Scope-OrgID": "a"}).'
+    )
+    prometheus_ca_bundle_env: str | None = Field(
+        None, description="Name of an environment variable holding a PEM CA bundle for Prometheus."
+    )
+    prometheus_insecure_skip_verify: bool = Field(False, description="Skip TLS verification of Prometheus (avoid).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
 
     @field_validator("watch_namespaces", mode="before")
@@ -65,6 +79,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _prometheus_auth(self) -> Settings:
+        if self.prometheus_bearer_token_env and self.prometheus_basic_auth_username:
+            raise ValueError("set CANARY_PROMETHEUS_BEARER_TOKEN_ENV or the basic-auth settings, not both")
+        if bool(self.prometheus_basic_auth_username) != bool(self.prometheus_basic_auth_password_env):
+            raise ValueError(
+                "CANARY_PROMETHEUS_BASIC_AUTH_USERNAME and CANARY_PROMETHEUS_BASIC_AUTH_PASSWORD_ENV go together"
+            )
+        return self
 
     @property
     def separate_mesh(self) -> bool:

@@ -251,6 +251,8 @@ class PrometheusMetricsSource:
         default_url: base URL when a policy sets none (None: policies must set one).
         default_timeout_seconds: per-query timeout when a policy sets none.
         secrets: resolves bearer tokens, passwords and CA bundles by reference.
+        default_spec: the controller's default credentials, headers and TLS settings (from settings), which
+            a policy's ``spec.analysis.prometheus`` overrides field by field.
     """
 
     def __init__(
@@ -259,8 +261,10 @@ class PrometheusMetricsSource:
         default_url: str | None,
         default_timeout_seconds: float = 10.0,
         secrets: SecretReader,
+        default_spec: PrometheusSpec | None = None,
     ) -> None:
         self.default_url = default_url
+        self.default_spec = default_spec
         self.default_timeout_seconds = default_timeout_seconds
         self._secrets = secrets
         self._clients: OrderedDict[tuple[object, ...], Any] = OrderedDict()
@@ -346,6 +350,16 @@ class PrometheusMetricsSource:
         spec: PrometheusSpec | None = None
         if policy is not None and policy.spec.analysis is not None:
             spec = policy.spec.analysis.prometheus
+        if self.default_spec is not None:
+            # The controller's defaults (settings), overridden field by field by what the policy sets; a
+            # policy that sets either kind of credentials replaces the default credentials entirely.
+            if spec is None:
+                spec = self.default_spec
+            else:
+                overridden = set(spec.model_fields_set)
+                if overridden & {"bearer_token", "basic_auth"}:
+                    overridden |= {"bearer_token", "basic_auth"}
+                spec = self.default_spec.model_copy(update={name: getattr(spec, name) for name in overridden})
         namespace = policy.metadata.namespace if policy is not None else ""
         url = (spec.url if spec is not None else None) or self.default_url
         if not url:

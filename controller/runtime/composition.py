@@ -16,6 +16,7 @@ from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
 from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.core.policy import PrometheusSpec
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
 from controller.runtime.daemon import Controller
@@ -32,9 +33,31 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         for error in exc.errors():
+            if not error["loc"]:  # a rule across several settings: its message names them
+                print(f"invalid settings: {error['msg']}", file=sys.stderr)
+                continue
             name = "CANARY_" + "_".join(str(part) for part in error["loc"]).upper()
             print(f"invalid setting {name}: {error['msg']} (got {error.get('input')!r})", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def default_prometheus(settings: Settings) -> PrometheusSpec | None:
+    """The controller-wide Prometheus credentials, headers and TLS settings, if any is set."""
+    fields: dict[str, object] = {}
+    if settings.prometheus_bearer_token_env:
+        fields["bearerToken"] = {"env": settings.prometheus_bearer_token_env}
+    if settings.prometheus_basic_auth_username and settings.prometheus_basic_auth_password_env:
+        fields["basicAuth"] = {
+            "username": settings.prometheus_basic_auth_username,
+            "password": {"env": settings.prometheus_basic_auth_password_env},
+        }
+    if settings.prometheus_headers:
+        fields["headers"] = settings.prometheus_headers
+    if settings.prometheus_ca_bundle_env:
+        fields["caBundle"] = {"env": settings.prometheus_ca_bundle_env}
+    if settings.prometheus_insecure_skip_verify:
+        fields["insecureSkipVerify"] = True
+    return PrometheusSpec.model_validate(fields) if fields else None
 
 
 def build_controller(settings: Settings, *, analysis: AnalysisSource | None = None) -> Controller:
@@ -61,6 +84,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
             default_url=settings.prometheus_url,
             default_timeout_seconds=settings.prometheus_timeout_seconds,
             secrets=SecretReader(kube=main),
+            default_spec=default_prometheus(settings),
         )
     )
     sources: list[PolicySource] = []
