@@ -22,10 +22,11 @@ venv: $(STAMP)
 # Real Prometheus (and later Alertmanager) for the integration tests: Debian's packages, installed when
 # missing. Their own services are not started; tests run the binaries on free loopback ports.
 deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-	  else echo "prometheus is not installed and installing it needs root: sudo apt-get install prometheus" >&2; exit 1; fi; }
-	@command -v prometheus >/dev/null && echo "prometheus: $$(prometheus --version 2>&1 | head -1)"
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	  else echo "prometheus and prometheus-alertmanager are needed and installing them needs root: sudo apt-get install prometheus prometheus-alertmanager" >&2; exit 1; fi; }
+	@echo "prometheus: $$(prometheus --version 2>&1 | head -1)"
+	@echo "alertmanager: $$(prometheus-alertmanager --version 2>&1 | head -1)"
 
 lint: venv
 	$(BIN)/ruff check controller tests

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from controller.core.alerts import AlertMessage
 from controller.core.measurement import QueryOutcome
-from controller.core.policy import CanaryPolicy
+from controller.core.policy import AlertRoute, CanaryPolicy
 from controller.core.rollout import AnalysisResult, Command, RolloutStatus
 
 
@@ -160,4 +161,21 @@ class MetricsSource(Protocol):
 
     def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
         """Evaluate ``query`` at ``at`` with the policy's ``spec.analysis.prometheus`` (or the defaults)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """The final outcome of delivering one alert to one route (after the adapter's retries)."""
+
+    result: str  # "sent" or "failed"
+    attempts: int
+    error: str | None = None
+
+
+class AlertDelivery(Protocol):
+    """Delivers alert messages to a policy's alert routes (issue 5)."""
+
+    def deliver(self, *, policy: CanaryPolicy, route: AlertRoute, message: AlertMessage) -> DeliveryResult:
+        """Send ``message`` to ``route``, retrying as the adapter sees fit; never raises."""
         ...

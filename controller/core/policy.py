@@ -440,6 +440,68 @@ class Analysis(_Model):
         return parse_go_duration(self.interval)
 
 
+ALERT_NAMES = ("CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected", "CanaryPaused", "CanaryPromoted")
+DEFAULT_ALERTS_ON = ("CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected")
+
+
+class AlertmanagerTarget(_Model):
+    """An Alertmanager (API v2)."""
+
+    url: Annotated[StrictStr, Field(pattern=r"^https?://\S+$")] = Field(description="Base URL of Alertmanager.")
+
+
+class WebhookUrlTarget(_Model):
+    """A chat webhook (Slack, Microsoft Teams, Discord): its URL is a secret, so it comes by reference."""
+
+    webhook_url: SecretRef = Field(description="The webhook URL, from a Secret key or an environment variable.")
+
+
+class GenericWebhookTarget(_Model):
+    """A generic JSON webhook, signed with HMAC-SHA256 when a secret is given."""
+
+    url: SecretRef = Field(description="The receiver's URL, by reference.")
+    secret: SecretRef | None = Field(None, description="Shared secret for the X-Canary-Signature header.")
+
+
+class AlertRoute(_Model):
+    """Where alerts about this policy go: exactly one sink per entry."""
+
+    name: DnsLabel = Field(description="Name of this route, unique in the policy.")
+    alertmanager: AlertmanagerTarget | None = None
+    slack: WebhookUrlTarget | None = None
+    teams: WebhookUrlTarget | None = None
+    discord: WebhookUrlTarget | None = None
+    webhook: GenericWebhookTarget | None = None
+    on: list[Literal[ALERT_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(DEFAULT_ALERTS_ON),
+        description="Which alerts: " + ", ".join(ALERT_NAMES) + ". Default: rollbacks (every path), failures "
+        "and drift.",
+    )
+    severity: dict[Literal[ALERT_NAMES], Literal["critical", "warning", "info"]] | None = Field(  # type: ignore[valid-type]
+        None, description="Severity per alert, overriding the defaults."
+    )
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> AlertRoute:
+        sinks = [name for name in ("alertmanager", "slack", "teams", "discord", "webhook") if getattr(self, name)]
+        if len(sinks) != 1:
+            raise _rules_error(
+                [
+                    (
+                        (),
+                        "exactly one of alertmanager, slack, teams, discord or webhook must be set"
+                        + (f" (got {', '.join(sinks)})" if sinks else ""),
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def sink(self) -> str:
+        """Which kind of sink this route uses."""
+        return next(name for name in ("alertmanager", "slack", "teams", "discord", "webhook") if getattr(self, name))
+
+
 class Spec(_Model):
     """What to roll out and how."""
 
@@ -447,6 +509,9 @@ class Spec(_Model):
     schedule: Schedule
     workload: Workload = Field(default_factory=Workload, description="The canary workload (optional).")
     analysis: Analysis | None = Field(None, description="Prometheus analysis; without it no step advances alone.")
+    alerts: list[AlertRoute] = Field(
+        default_factory=list, description="Alert routes, in addition to Kubernetes Events (always recorded)."
+    )
 
     @model_validator(mode="after")
     def _check_analysis(self) -> Spec:
@@ -529,11 +594,23 @@ def template_variables(query: str) -> list[tuple[str, str | None]]:
     return [(m.group(1), m.group(2)) for m in _PLACEHOLDER.finditer(query)]
 
 
+def _alert_rules(spec: Spec) -> list[tuple[Path, str]]:
+    problems: list[tuple[Path, str]] = []
+    names: dict[str, int] = {}
+    for index, route in enumerate(spec.alerts):
+        if route.name in names:
+            problems.append(
+                (("alerts", index, "name"), f"duplicate alert route {route.name!r} (also alerts[{names[route.name]}])")
+            )
+        names.setdefault(route.name, index)
+    return problems
+
+
 def _analysis_rules(spec: Spec) -> list[tuple[Path, str]]:
     analysis = spec.analysis
     if analysis is None:
-        return []
-    problems: list[tuple[Path, str]] = []
+        return _alert_rules(spec)
+    problems: list[tuple[Path, str]] = _alert_rules(spec)
     seen: dict[str, int] = {}
     selector = analysis.selector
     for index, check in enumerate(analysis.metrics):

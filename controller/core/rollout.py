@@ -51,6 +51,8 @@ from controller.errors import RouteResolutionError
 
 HISTORY_LIMIT = 50
 PROCESSED_COMMANDS_LIMIT = 50
+PENDING_ALERTS_LIMIT = 50
+ALERT_LOG_LIMIT = 50
 
 
 class Phase(StrEnum):
@@ -185,6 +187,35 @@ class Condition(_Data):
     last_transition_time: datetime
 
 
+class PendingAlert(_Data):
+    """An alert decided and persisted with its decision, waiting for delivery (the outbox)."""
+
+    key: str
+    name: str
+    severity: Literal["critical", "warning", "info"]
+    summary: str
+    reason: str
+    from_phase: Phase | None = None
+    to_phase: Phase
+    step_index: int
+    weight: int | None = None
+    run_id: str
+    created_at: datetime
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class AlertRecord(_Data):
+    """The final outcome of one alert at one sink."""
+
+    key: str
+    name: str
+    sink: str
+    result: Literal["sent", "failed", "skipped"]
+    attempts: int = 0
+    error: str | None = None
+    at: datetime
+
+
 class RolloutStatus(_Data):
     """Everything the controller needs to resume a run after a crash."""
 
@@ -215,6 +246,8 @@ class RolloutStatus(_Data):
     inconclusive_since: datetime | None = None
     last_error: str | None = None
     message: str = ""
+    pending_alerts: list[PendingAlert] = Field(default_factory=list)
+    alert_log: list[AlertRecord] = Field(default_factory=list)
     observed_generation: int | None = None
     step: str = Field("", description="Display form of the step, '2/4', for printer columns.")
     conditions: list[Condition] = Field(default_factory=list)
@@ -337,9 +370,27 @@ class _Pass:
         alert = _ALERTS_BY_REASON.get(reason) or _ALERTS_BY_PHASE.get(to)
         if alert is not None:
             name, severity = alert
+            key = f"{self.status.run_id}/{name}/{self.status.counters.transitions}"
+            self.status.pending_alerts.append(
+                PendingAlert(
+                    key=key,
+                    name=name,
+                    severity=severity,
+                    summary=message or f"{before} -> {to}",
+                    reason=reason,
+                    from_phase=before,
+                    to_phase=to,
+                    step_index=self.status.step_index,
+                    weight=self.status.weight,
+                    run_id=self.status.run_id or "",
+                    created_at=self.now,
+                    checks=[c for c in self.status.last_checks if c.get("verdict") != "pass"],
+                )
+            )
+            del self.status.pending_alerts[:-PENDING_ALERTS_LIMIT]
             self.effects.append(
                 SendAlert(
-                    key=f"{self.status.run_id}/{name}/{self.status.counters.transitions}",
+                    key=key,
                     name=name,
                     severity=severity,
                     summary=message or f"{before} -> {to}",
@@ -464,13 +515,13 @@ class _Pass:
     def finish_rollback(self) -> None:
         ends_in = self.status.rollback_ends_in or Phase.ROLLED_BACK
         self.status.write_pending = False
-        self.status.weight = None
         self.transition(
             ends_in,
             "RolledBack" if ends_in == Phase.ROLLED_BACK else "Aborted",
             f"original route restored ({self.status.rollback_reason})",
             warning=True,
         )
+        self.status.weight = None
 
     def new_run(self, reason: str) -> None:
         keep_original = self.status.original is not None and self.status.original.target == target_key(self.policy)
@@ -485,6 +536,8 @@ class _Pass:
             original=before.original if keep_original else None,
             history=before.history,
             processed_commands=before.processed_commands,
+            pending_alerts=before.pending_alerts,
+            alert_log=before.alert_log,
         )
         self.transition(Phase.PENDING, reason, f"run {self.status.run_id} starts")
 

@@ -17,6 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.errors import CanaryError
 from controller.ports import Clock, PolicyRef, PolicySnapshot, PolicySource, SourcedPolicy, SourceProblem
+from controller.service.alerting import AlertDispatcher
 from controller.service.reconcile import Dependencies, reconcile_once
 
 log = logging.getLogger("controller")
@@ -53,6 +54,7 @@ class Controller:
         workers: int = 8,
         tick_seconds: float = 5.0,
         on_problem: Callable[[SourceProblem], None] | None = None,
+        dispatcher: AlertDispatcher | None = None,
     ) -> None:
         self.sources = list(sources)
         self.merge = merge
@@ -60,6 +62,7 @@ class Controller:
         self.clock = clock or SystemClock()
         self.tick_seconds = tick_seconds
         self.on_problem = on_problem
+        self.dispatcher = dispatcher
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._running: dict[tuple[str, str], Future[None]] = {}
         self._reported: set[SourceProblem] = set()
@@ -116,6 +119,9 @@ class Controller:
         if decision is None:
             return
         status = decision.status
+        if result.persisted and self.dispatcher is not None and status.pending_alerts:
+            # After the pass has written the route: alerting never delays a rollback.
+            self.dispatcher.dispatch(policy=sourced.policy, ref=ref, status=status)
         for error in result.errors:
             log.warning("pass incomplete: %s", error, extra={**context, "run_id": status.run_id, "error": error})
         for effect in decision.effects:
@@ -168,5 +174,7 @@ class Controller:
                 deadline.wait(0.05)
         timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown(timeout=1.0)
         for source in self.sources:
             source.close()
