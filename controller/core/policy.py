@@ -477,8 +477,8 @@ class AlertRoute(_Model):
         description="Which alerts: " + ", ".join(ALERT_NAMES) + ". Default: rollbacks (every path), failures "
         "and drift.",
     )
-    severity: dict[Literal[ALERT_NAMES], Literal["critical", "warning", "info"]] | None = Field(  # type: ignore[valid-type]
-        None, description="Severity per alert, overriding the defaults."
+    severity: dict[str, Literal["critical", "warning", "info"]] | None = Field(
+        None, description="Severity per alert name (" + ", ".join(ALERT_NAMES) + "), overriding the defaults."
     )
 
     @model_validator(mode="after")
@@ -603,6 +603,14 @@ def _alert_rules(spec: Spec) -> list[tuple[Path, str]]:
                 (("alerts", index, "name"), f"duplicate alert route {route.name!r} (also alerts[{names[route.name]}])")
             )
         names.setdefault(route.name, index)
+        for alert in route.severity or {}:
+            if alert not in ALERT_NAMES:
+                problems.append(
+                    (
+                        (("alerts", index, "severity", alert)),
+                        f"unknown alert {alert!r}; known: " + ", ".join(ALERT_NAMES),
+                    )
+                )
     return problems
 
 
