@@ -9,6 +9,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from controller.adapters.alert_delivery import HttpAlertDelivery
 from controller.adapters.kubernetes.api import KubeApi, load_api_client
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
@@ -19,7 +20,9 @@ from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
 from controller.core.policy import PrometheusSpec
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
-from controller.runtime.daemon import Controller
+from controller.runtime.daemon import Controller, SystemClock
+from controller.runtime.metrics import ControllerMetrics
+from controller.service.alerting import AlertDispatcher
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from controller.service.reconcile import Dependencies
 from controller.settings import Settings
@@ -111,6 +114,14 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
                 event_type="Warning",
             )
 
+    metrics = ControllerMetrics()
+    dispatcher = AlertDispatcher(
+        delivery=HttpAlertDelivery(secrets=SecretReader(kube=main)),
+        store_for=lambda ref: crd_store if ref.source == "crd" else file_store,
+        clock=SystemClock(),
+        prometheus_url=settings.prometheus_url,
+        on_outcome=metrics.alert_outcome,
+    )
     return Controller(
         sources=sources,
         merge=merge_snapshots,
@@ -118,6 +129,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         workers=settings.workers,
         tick_seconds=settings.tick_seconds,
         on_problem=on_problem,
+        dispatcher=dispatcher,
     )
 
 

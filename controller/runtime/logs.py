@@ -40,3 +40,4 @@ def configure(level: str) -> None:
     logging.getLogger("apscheduler").setLevel("WARNING")
     logging.getLogger("kubernetes").setLevel("WARNING")
     logging.getLogger("urllib3").setLevel("ERROR")
+    logging.getLogger("httpx").setLevel("WARNING")  # its INFO lines carry request URLs (webhook URLs are secrets)

@@ -92,6 +92,9 @@ class AlertDispatcher:
         """Let in-flight deliveries finish (bounded), then stop."""
         self.wait_idle(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.delivery, "close", None)
+        if callable(close):
+            close()
 
     def _message(self, policy: CanaryPolicy, status: RolloutStatus, alert: PendingAlert) -> AlertMessage:
         analysis = policy.spec.analysis

@@ -1,0 +1,62 @@
+"""The AlertDelivery port on the HTTP sinks: resolve a route's secrets, build its sink, deliver with retries."""
+
+from __future__ import annotations
+
+import httpx
+
+from controller.adapters.alert_sinks import deliver, make_sink
+from controller.adapters.prometheus import SecretReader
+from controller.core.alerts import AlertMessage
+from controller.core.policy import AlertRoute, CanaryPolicy
+from controller.errors import CanaryError
+from controller.ports import DeliveryResult
+
+
+class HttpAlertDelivery:
+    """Delivers to Alertmanager, Slack, Teams, Discord and generic webhooks over one HTTP client.
+
+    Args:
+        secrets: resolves webhook URLs and signing secrets (Secret keys in the policy's namespace, or
+            environment variables of the controller).
+        timeout_seconds: per-request timeout.
+        attempts: tries per delivery (backoff with jitter between them).
+        deadline_seconds: bound on one delivery, retries included.
+    """
+
+    def __init__(
+        self,
+        *,
+        secrets: SecretReader,
+        timeout_seconds: float = 5.0,
+        attempts: int = 5,
+        deadline_seconds: float = 30.0,
+    ) -> None:
+        self.secrets = secrets
+        self.attempts = attempts
+        self.deadline_seconds = deadline_seconds
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+    def deliver(self, *, policy: CanaryPolicy, route: AlertRoute, message: AlertMessage) -> DeliveryResult:
+        """Send ``message`` to ``route``; never raises (a configuration problem is a failed delivery)."""
+        namespace = policy.metadata.namespace
+        try:
+            secret = None
+            if route.alertmanager is not None:
+                url = route.alertmanager.url
+            elif route.webhook is not None:
+                url = self.secrets.read(route.webhook.url, namespace=namespace).strip()
+                if route.webhook.secret is not None:
+                    secret = self.secrets.read(route.webhook.secret, namespace=namespace).strip()
+            else:
+                target = route.slack or route.teams or route.discord
+                assert target is not None
+                url = self.secrets.read(target.webhook_url, namespace=namespace).strip()
+            sink = make_sink(route.sink, self._client, url=url, secret=secret)  # type: ignore[arg-type]
+        except (CanaryError, ValueError) as exc:
+            return DeliveryResult(result="failed", attempts=0, error=f"{route.name}: {exc}")
+        outcome = deliver(sink, message, attempts=self.attempts, deadline_seconds=self.deadline_seconds)
+        return DeliveryResult(result=outcome.result, attempts=outcome.attempts, error=outcome.error)
