@@ -109,3 +109,79 @@ def test_pending_alerts_survive_a_restart_and_are_delivered_once() -> None:
         restarted.wait_idle(5)
     restarted.shutdown()
     assert len([name for name, _ in delivery.sent if name == "oncall"]) == 1
+
+
+class StepClock:
+    def __init__(self) -> None:
+        from datetime import UTC, datetime  # noqa: PLC0415
+
+        self.at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self):  # type: ignore[no-untyped-def]
+        return self.at
+
+
+def test_a_lasting_alert_is_reposted_and_resolved_when_a_later_run_is_promoted() -> None:
+    from datetime import timedelta  # noqa: PLC0415
+
+    policy = _policy_with_routes()
+    sim = _rolled_back(policy)
+    store = MemoryStore()
+    ref = PolicyRef("default", "tcp-echo", "file")
+    store.save(policy=ref, status=sim.status, version=None)
+    clock = StepClock()
+    delivery = RecordingDelivery()
+    dispatcher = AlertDispatcher(delivery=delivery, store_for=lambda _: store, clock=clock)
+    dispatcher.maintain(policy=policy, ref=ref, status=store.load(policy=ref).status)
+    assert dispatcher.wait_idle(5)
+    assert [f.route for f in store.load(policy=ref).status.firing_alerts] == ["oncall"]
+    clock.at += timedelta(seconds=100)
+    dispatcher.maintain(policy=policy, ref=ref, status=store.load(policy=ref).status)
+    assert dispatcher.wait_idle(5)
+    assert len([m for name, m in delivery.sent if name == "oncall"]) == 1, "not due yet"
+    clock.at += timedelta(seconds=200)
+    dispatcher.maintain(policy=policy, ref=ref, status=store.load(policy=ref).status)
+    assert dispatcher.wait_idle(5)
+    reposts = [m for name, m in delivery.sent if name == "oncall"]
+    assert len(reposts) == 2
+    assert reposts[1].state == "firing"
+    assert reposts[1].key == reposts[0].key
+    # A later run is promoted: the alert is resolved once, with endsAt, and forgotten.
+    promoted = store.load(policy=ref).status.model_copy(update={"phase": Phase.PROMOTED, "run_id": "later-2"})
+    dispatcher.maintain(policy=policy, ref=ref, status=promoted)
+    assert dispatcher.wait_idle(5)
+    resolved = [m for name, m in delivery.sent if name == "oncall"][-1]
+    assert (resolved.state, resolved.ended_at) == ("resolved", clock.at)
+    assert store.load(policy=ref).status.firing_alerts == []
+    dispatcher.shutdown()
+
+
+def test_every_rollback_path_puts_an_alert_in_the_outbox() -> None:
+    from controller.core.rollout import CommandKind  # noqa: PLC0415
+
+    paths = {}
+    sim = _rolled_back(_policy_with_routes())
+    paths["analysis"] = sim.status.pending_alerts
+    never_ready = Sim(_policy_with_routes(), seed_target())
+    never_ready.ready = False
+    never_ready.tick()
+    never_ready.tick(700)
+    paths["not ready"] = never_ready.status.pending_alerts
+    aborted = Sim(_policy_with_routes(), seed_target())
+    aborted.run_until({Phase.PROGRESSING})
+    aborted.command(CommandKind.ABORT)
+    aborted.tick(1)
+    aborted.tick(1)
+    paths["abort"] = aborted.status.pending_alerts
+    gone = Sim(_policy_with_routes(), seed_target())
+    gone.run_until({Phase.PROGRESSING})
+    gone.live = None
+    gone.tick(1)
+    paths["target gone"] = gone.status.pending_alerts
+    names = {path: [a.name for a in alerts] for path, alerts in paths.items()}
+    assert names == {
+        "analysis": ["CanaryRolledBack"],
+        "not ready": ["CanaryRolledBack"],
+        "abort": ["CanaryRolledBack"],
+        "target gone": ["CanaryFailed"],
+    }

@@ -216,6 +216,14 @@ class AlertRecord(_Data):
     at: datetime
 
 
+class FiringAlert(_Data):
+    """An alert Alertmanager holds as firing: re-posted while it lasts, resolved by a later promotion."""
+
+    alert: PendingAlert
+    route: str
+    posted_at: datetime
+
+
 class RolloutStatus(_Data):
     """Everything the controller needs to resume a run after a crash."""
 
@@ -248,6 +256,7 @@ class RolloutStatus(_Data):
     message: str = ""
     pending_alerts: list[PendingAlert] = Field(default_factory=list)
     alert_log: list[AlertRecord] = Field(default_factory=list)
+    firing_alerts: list[FiringAlert] = Field(default_factory=list)
     observed_generation: int | None = None
     step: str = Field("", description="Display form of the step, '2/4', for printer columns.")
     conditions: list[Condition] = Field(default_factory=list)
@@ -538,6 +547,7 @@ class _Pass:
             processed_commands=before.processed_commands,
             pending_alerts=before.pending_alerts,
             alert_log=before.alert_log,
+            firing_alerts=before.firing_alerts,
         )
         self.transition(Phase.PENDING, reason, f"run {self.status.run_id} starts")
 

@@ -119,9 +119,9 @@ class Controller:
         if decision is None:
             return
         status = decision.status
-        if result.persisted and self.dispatcher is not None and status.pending_alerts:
+        if result.persisted and self.dispatcher is not None and (status.pending_alerts or status.firing_alerts):
             # After the pass has written the route: alerting never delays a rollback.
-            self.dispatcher.dispatch(policy=sourced.policy, ref=ref, status=status)
+            self.dispatcher.maintain(policy=sourced.policy, ref=ref, status=status)
         for error in result.errors:
             log.warning("pass incomplete: %s", error, extra={**context, "run_id": status.run_id, "error": error})
         for effect in decision.effects:

@@ -16,17 +16,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from controller.core.alerts import AlertMessage, message_for, route_label
 from controller.core.policy import AlertRoute, CanaryPolicy
-from controller.core.rollout import ALERT_LOG_LIMIT, AlertRecord, PendingAlert, RolloutStatus
+from controller.core.rollout import ALERT_LOG_LIMIT, AlertRecord, FiringAlert, PendingAlert, Phase, RolloutStatus
 from controller.errors import ConflictError
 from controller.ports import AlertDelivery, Clock, PolicyRef, StatusStore
 
 log = logging.getLogger(__name__)
+
+# Alertmanager resolves a firing alert 5 minutes after its last post: re-post well before that.
+REPOST_SECONDS = 240.0
+DONE_KEPT = 10_000
+# The alerts that describe a lasting condition (Alertmanager keeps them firing until a promotion).
+LASTING = frozenset({"CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected"})
 
 
 def routes_for(policy: CanaryPolicy, alert: PendingAlert) -> list[AlertRoute]:
@@ -63,6 +70,9 @@ class AlertDispatcher:
         self.on_outcome = on_outcome
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alerts")
         self._in_flight: set[str] = set()
+        # Alerts delivered and recorded by this process: a pass that read its status just before the
+        # outcome was recorded still lists them as pending and must not send them again.
+        self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def dispatch(self, *, policy: CanaryPolicy, ref: PolicyRef, status: RolloutStatus) -> int:
@@ -70,12 +80,88 @@ class AlertDispatcher:
         started = 0
         for alert in status.pending_alerts:
             with self._lock:
-                if alert.key in self._in_flight:
+                if alert.key in self._in_flight or alert.key in self._done:
                     continue
                 self._in_flight.add(alert.key)
             self._pool.submit(self._deliver, policy, ref, status, alert)
             started += 1
         return started
+
+    def maintain(self, *, policy: CanaryPolicy, ref: PolicyRef, status: RolloutStatus) -> int:
+        """Deliver pending alerts, re-post lasting ones to Alertmanager, and resolve them after a promotion.
+
+        A lasting alert (rolled back, failed, drift) stays firing in Alertmanager, re-posted every
+        ``REPOST_SECONDS``, until a later run of the same policy is promoted; then it is posted once more
+        with ``endsAt`` and forgotten.
+        """
+        started = self.dispatch(policy=policy, ref=ref, status=status)
+        now = self.clock.now()
+        routes = {route.name: route for route in policy.spec.alerts}
+        for firing in status.firing_alerts:
+            route = routes.get(firing.route)
+            resolve = status.phase == Phase.PROMOTED and status.run_id != firing.alert.run_id
+            due = (now - firing.posted_at).total_seconds() >= REPOST_SECONDS
+            if route is None or not (resolve or due):
+                continue
+            token = f"{firing.alert.key}#{firing.route}#{'resolve' if resolve else 'repost'}"
+            with self._lock:
+                if token in self._in_flight:
+                    continue
+                self._in_flight.add(token)
+            self._pool.submit(self._repost, policy, ref, status, firing, route, token, resolve)
+            started += 1
+        return started
+
+    def _repost(
+        self,
+        policy: CanaryPolicy,
+        ref: PolicyRef,
+        status: RolloutStatus,
+        firing: FiringAlert,
+        route: AlertRoute,
+        token: str,
+        resolve: bool,
+    ) -> None:
+        try:
+            now = self.clock.now()
+            message = self._message(policy, status, firing.alert)
+            message = replace(message, state="resolved", ended_at=now) if resolve else message
+            outcome = self.delivery.deliver(policy=policy, route=route, message=message)
+            if self.on_outcome is not None:
+                self.on_outcome(route.sink, outcome.result)
+            if outcome.result != "sent":
+                return  # tried again at the next pass
+
+            def mutate(saved: RolloutStatus) -> bool:
+                kept = []
+                for entry in saved.firing_alerts:
+                    if entry.alert.key == firing.alert.key and entry.route == firing.route:
+                        if not resolve:
+                            kept.append(entry.model_copy(update={"posted_at": now}))
+                        continue
+                    kept.append(entry)
+                saved.firing_alerts = kept
+                if resolve:
+                    saved.alert_log = [
+                        *saved.alert_log,
+                        AlertRecord(
+                            key=firing.alert.key,
+                            name=firing.alert.name,
+                            sink=f"{route.name}/{route.sink}",
+                            result="sent",
+                            attempts=outcome.attempts,
+                            error="resolved",
+                            at=now,
+                        ),
+                    ][-ALERT_LOG_LIMIT:]
+                return True
+
+            self._update(ref, mutate)
+        except Exception:
+            log.exception("alert %s could not be re-posted or resolved", firing.alert.key)
+        finally:
+            with self._lock:
+                self._in_flight.discard(token)
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no delivery is in flight (for shutdown and tests)."""
@@ -125,6 +211,7 @@ class AlertDispatcher:
     def _deliver(self, policy: CanaryPolicy, ref: PolicyRef, status: RolloutStatus, alert: PendingAlert) -> None:
         try:
             records = []
+            firing: list[FiringAlert] = []
             for route in routes_for(policy, alert):
                 severity = (route.severity or {}).get(alert.name, alert.severity)
                 message = replace(self._message(policy, status, alert), severity=severity)
@@ -142,25 +229,43 @@ class AlertDispatcher:
                 )
                 if self.on_outcome is not None:
                     self.on_outcome(route.sink, outcome.result)
-            self._record(ref, alert.key, records)
+                if route.sink == "alertmanager" and outcome.result == "sent" and alert.name in LASTING:
+                    firing.append(FiringAlert(alert=alert, route=route.name, posted_at=self.clock.now()))
+            self._record(ref, alert.key, records, firing)
+            with self._lock:
+                self._done[alert.key] = None
+                while len(self._done) > DONE_KEPT:
+                    self._done.popitem(last=False)
         except Exception:
             log.exception("alert %s could not be delivered or recorded; it stays pending", alert.key)
         finally:
             with self._lock:
                 self._in_flight.discard(alert.key)
 
-    def _record(self, ref: PolicyRef, key: str, records: list[AlertRecord]) -> None:
+    def _record(self, ref: PolicyRef, key: str, records: list[AlertRecord], firing: list[FiringAlert]) -> None:
+        def mutate(status: RolloutStatus) -> bool:
+            if not any(p.key == key for p in status.pending_alerts):
+                return False
+            status.pending_alerts = [p for p in status.pending_alerts if p.key != key]
+            status.alert_log = [*status.alert_log, *records][-ALERT_LOG_LIMIT:]
+            status.firing_alerts = [*status.firing_alerts, *firing][-ALERT_LOG_LIMIT:]
+            return True
+
+        self._update(ref, mutate)
+
+    def _update(self, ref: PolicyRef, mutate: Callable[[RolloutStatus], bool]) -> None:
+        """Apply ``mutate`` to the stored status with a conditional write, retrying on conflict."""
         store = self.store_for(ref)
         for _ in range(10):
             loaded = store.load(policy=ref)
             status = loaded.status.model_copy(deep=True)
-            if not any(p.key == key for p in status.pending_alerts):
+            if not mutate(status):
                 return
-            status.pending_alerts = [p for p in status.pending_alerts if p.key != key]
-            status.alert_log = [*status.alert_log, *records][-ALERT_LOG_LIMIT:]
             try:
                 store.save(policy=ref, status=status, version=loaded.version)
                 return
             except ConflictError:
                 continue
-        raise ConflictError([f"alert {key}: status kept changing; outcome not recorded yet"], code=409)
+        raise ConflictError(
+            [f"{ref.namespace}/{ref.name}: status kept changing; alert outcome not recorded yet"], code=409
+        )
