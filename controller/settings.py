@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from controller.core.policy import AlertRoute
+
 
 class Settings(BaseSettings):
     """All settings of the controller daemon."""
@@ -71,6 +73,11 @@ class Settings(BaseSettings):
         None, description="Name of an environment variable holding a PEM CA bundle for Prometheus."
     )
     prometheus_insecure_skip_verify: bool = Field(False, description="Skip TLS verification of Prometheus (avoid).")
+    alerts: list[AlertRoute] = Field(
+        default_factory=list,
+        description="Alert routes every policy's alerts also go to, as JSON in the policy's spec.alerts form "
+        '(e.g. [{"name": "oncall", "alertmanager": {"url": "http://alertmanager:9093"}}]). Secrets by {env: NAME}.',
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
 
     @field_validator("watch_namespaces", mode="before")

@@ -185,3 +185,16 @@ def test_every_rollback_path_puts_an_alert_in_the_outbox() -> None:
         "abort": ["CanaryRolledBack"],
         "target gone": ["CanaryFailed"],
     }
+
+
+def test_default_routes_from_settings_take_every_policys_alerts_unless_the_policy_overrides_them() -> None:
+    from controller.service.alerting import routes_for  # noqa: PLC0415
+
+    policy = _policy_with_routes()
+    alert = _rolled_back(policy).status.pending_alerts[0]
+    defaults = [
+        AlertRoute.model_validate({"name": "platform", "webhook": {"url": {"env": "HOOK"}}}),
+        AlertRoute.model_validate({"name": "oncall", "discord": {"webhookUrl": {"env": "D"}}}),
+    ]
+    chosen = [(r.name, r.sink) for r in routes_for(policy, alert, defaults)]
+    assert chosen == [("oncall", "alertmanager"), ("chat", "slack"), ("platform", "webhook")]

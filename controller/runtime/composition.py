@@ -121,6 +121,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         clock=SystemClock(),
         prometheus_url=settings.prometheus_url,
         on_outcome=metrics.alert_outcome,
+        default_routes=settings.alerts,
     )
     return Controller(
         sources=sources,

@@ -36,9 +36,11 @@ DONE_KEPT = 10_000
 LASTING = frozenset({"CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected"})
 
 
-def routes_for(policy: CanaryPolicy, alert: PendingAlert) -> list[AlertRoute]:
-    """The policy's alert routes that take this alert."""
-    return [route for route in policy.spec.alerts if alert.name in route.on]
+def routes_for(policy: CanaryPolicy, alert: PendingAlert, defaults: list[AlertRoute] | None = None) -> list[AlertRoute]:
+    """The alert routes that take this alert: the policy's own, then the controller's defaults."""
+    own = {route.name for route in policy.spec.alerts}
+    routes = [*policy.spec.alerts, *(route for route in defaults or [] if route.name not in own)]
+    return [route for route in routes if alert.name in route.on]
 
 
 class AlertDispatcher:
@@ -51,6 +53,8 @@ class AlertDispatcher:
         prometheus_url: for graph links when a policy names no Prometheus of its own.
         workers: parallel deliveries.
         on_outcome: called with (sink, result) for every final outcome, for metrics.
+        default_routes: routes every policy's alerts also go to (settings), unless the policy has a route of
+            the same name.
     """
 
     def __init__(
@@ -62,12 +66,14 @@ class AlertDispatcher:
         prometheus_url: str | None = None,
         workers: int = 4,
         on_outcome: Callable[[str, str], None] | None = None,
+        default_routes: list[AlertRoute] | None = None,
     ) -> None:
         self.delivery = delivery
         self.store_for = store_for
         self.clock = clock
         self.prometheus_url = prometheus_url
         self.on_outcome = on_outcome
+        self.default_routes = list(default_routes or [])
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alerts")
         self._in_flight: set[str] = set()
         # Alerts delivered and recorded by this process: a pass that read its status just before the
@@ -96,7 +102,7 @@ class AlertDispatcher:
         """
         started = self.dispatch(policy=policy, ref=ref, status=status)
         now = self.clock.now()
-        routes = {route.name: route for route in policy.spec.alerts}
+        routes = {route.name: route for route in [*self.default_routes, *policy.spec.alerts]}
         for firing in status.firing_alerts:
             route = routes.get(firing.route)
             resolve = status.phase == Phase.PROMOTED and status.run_id != firing.alert.run_id
@@ -212,7 +218,7 @@ class AlertDispatcher:
         try:
             records = []
             firing: list[FiringAlert] = []
-            for route in routes_for(policy, alert):
+            for route in routes_for(policy, alert, self.default_routes):
                 severity = (route.severity or {}).get(alert.name, alert.severity)
                 message = replace(self._message(policy, status, alert), severity=severity)
                 outcome = self.delivery.deliver(policy=policy, route=route, message=message)
