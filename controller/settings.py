@@ -78,6 +78,8 @@ class Settings(BaseSettings):
         description="Alert routes every policy's alerts also go to, as JSON in the policy's spec.alerts form "
         '(e.g. [{"name": "oncall", "alertmanager": {"url": "http://alertmanager:9093"}}]). Secrets by {env: NAME}.',
     )
+    http_host: str = Field("0.0.0.0", description="Address of the /healthz, /readyz and /metrics server.")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port of that server (0: a free one). Default 8080.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
 
     @field_validator("watch_namespaces", mode="before")

@@ -7,6 +7,7 @@ import signal
 import sys
 from types import FrameType
 
+import httpx
 from pydantic import ValidationError
 
 from controller.adapters.alert_delivery import HttpAlertDelivery
@@ -18,9 +19,11 @@ from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
 from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
 from controller.core.policy import PrometheusSpec
+from controller.errors import CanaryError
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
 from controller.runtime.daemon import Controller, SystemClock
+from controller.runtime.http import HealthServer
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.alerting import AlertDispatcher
 from controller.service.prometheus_analysis import PrometheusAnalysis
@@ -65,14 +68,17 @@ def default_prometheus(settings: Settings) -> PrometheusSpec | None:
 
 def build_controller(settings: Settings, *, analysis: AnalysisSource | None = None) -> Controller:
     """Wire every adapter from ``settings``."""
+    metrics = ControllerMetrics()
     main = KubeApi(
         load_api_client(kubeconfig=settings.kubeconfig, context=settings.context),
         timeout_seconds=settings.api_timeout_seconds,
+        on_error=metrics.api_error,
     )
     mesh = (
         KubeApi(
             load_api_client(kubeconfig=settings.mesh_kubeconfig, context=settings.mesh_context),
             timeout_seconds=settings.api_timeout_seconds,
+            on_error=metrics.api_error,
         )
         if settings.separate_mesh
         else main
@@ -114,7 +120,6 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
                 event_type="Warning",
             )
 
-    metrics = ControllerMetrics()
     dispatcher = AlertDispatcher(
         delivery=HttpAlertDelivery(secrets=SecretReader(kube=main)),
         store_for=lambda ref: crd_store if ref.source == "crd" else file_store,
@@ -123,7 +128,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         on_outcome=metrics.alert_outcome,
         default_routes=settings.alerts,
     )
-    return Controller(
+    controller = Controller(
         sources=sources,
         merge=merge_snapshots,
         dependencies_for=dependencies_for,
@@ -131,7 +136,35 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         tick_seconds=settings.tick_seconds,
         on_problem=on_problem,
         dispatcher=dispatcher,
+        metrics=metrics,
     )
+    controller.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
+    if settings.prometheus_url:
+        url = settings.prometheus_url
+        controller.readiness["prometheus"] = lambda: _prometheus_ready(url)
+    return controller
+
+
+def _kubernetes_ready(api: KubeApi) -> str | None:
+    try:
+        api.call(
+            lambda: api.core.get_api_resources(_request_timeout=3),
+            verb="get",
+            resource="apiresources",
+            group="",
+            namespace="",
+        )
+    except CanaryError as exc:
+        return str(exc)
+    return None
+
+
+def _prometheus_ready(url: str) -> str | None:
+    try:
+        answer = httpx.get(f"{url.rstrip('/')}/-/ready", timeout=3)
+    except httpx.HTTPError as exc:
+        return f"Prometheus unreachable: {type(exc).__name__}"
+    return None if answer.status_code == 200 else f"Prometheus /-/ready answered {answer.status_code}"
 
 
 def run(*, analysis: AnalysisSource | None = None) -> None:
@@ -139,6 +172,18 @@ def run(*, analysis: AnalysisSource | None = None) -> None:
     settings = load_settings()
     logs.configure(settings.log_level)
     controller = build_controller(settings, analysis=analysis)
+    assert controller.metrics is not None
+    controller.metrics.leader.set(1)  # one active replica until leader election lands (issue 6)
+    server = HealthServer(
+        metrics=controller.metrics,
+        heartbeat=lambda: controller.heartbeat,
+        checks=controller.readiness,
+        max_heartbeat_age=max(30.0, 3 * settings.tick_seconds),
+        host=settings.http_host,
+        port=settings.http_port,
+    )
+    server.start()
+    log.info("serving /healthz, /readyz and /metrics on %s:%d", settings.http_host, server.port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         del frame
@@ -148,5 +193,8 @@ def run(*, analysis: AnalysisSource | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in controller.sources)})
-    controller.run_forever()
+    try:
+        controller.run_forever()
+    finally:
+        server.stop()
     log.info("controller stopped")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.errors import CanaryError
 from controller.ports import Clock, PolicyRef, PolicySnapshot, PolicySource, SourcedPolicy, SourceProblem
+from controller.runtime.metrics import ControllerMetrics
 from controller.service.alerting import AlertDispatcher
 from controller.service.reconcile import Dependencies, reconcile_once
 
@@ -55,6 +57,7 @@ class Controller:
         tick_seconds: float = 5.0,
         on_problem: Callable[[SourceProblem], None] | None = None,
         dispatcher: AlertDispatcher | None = None,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.sources = list(sources)
         self.merge = merge
@@ -63,6 +66,9 @@ class Controller:
         self.tick_seconds = tick_seconds
         self.on_problem = on_problem
         self.dispatcher = dispatcher
+        self.metrics = metrics
+        # Named readiness checks for /readyz (each returns an error message, or None when fine).
+        self.readiness: dict[str, Callable[[], str | None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._running: dict[tuple[str, str], Future[None]] = {}
         self._reported: set[SourceProblem] = set()
@@ -105,6 +111,7 @@ class Controller:
     def _reconcile(self, sourced: SourcedPolicy) -> None:
         ref = sourced.ref
         context = {"policy": ref.name, "namespace": ref.namespace, "source": ref.source}
+        started = time.monotonic()
         try:
             result = reconcile_once(
                 policy=sourced.policy, ref=ref, deps=self.dependencies_for(ref), now=self.clock.now()
@@ -118,6 +125,8 @@ class Controller:
         decision = result.decision
         if decision is None:
             return
+        if self.metrics is not None:
+            self.metrics.observe_pass(ref, decision, time.monotonic() - started)
         status = decision.status
         if result.persisted and self.dispatcher is not None and (status.pending_alerts or status.firing_alerts):
             # After the pass has written the route: alerting never delays a rollback.

@@ -1,25 +1,92 @@
-"""The controller's own metrics (prometheus_client), on a registry of their own.
-
-Issue 6 serves them on ``/metrics``; this module only defines and counts them.
-"""
+"""The controller's own metrics (prometheus_client), on a registry of their own, served on ``/metrics``."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+import threading
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from controller.core.rollout import Decision, Phase, SendAlert
+from controller.ports import PolicyRef
 
 
 class ControllerMetrics:
-    """Counters the daemon updates."""
+    """Every metric the daemon exports, and how a pass updates them."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        labels = ["namespace", "policy"]
+        self.weight = Gauge(
+            "canary_weight", "Canary weight of the current step, percent.", labels, registry=self.registry
+        )
+        self.step = Gauge(
+            "canary_step", "Index of the current step (-1 before the first).", labels, registry=self.registry
+        )
+        self.phase = Gauge(
+            "canary_phase",
+            "1 for the rollout's current phase, 0 for the others.",
+            [*labels, "phase"],
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "canary_analysis_verdicts", "Analysis verdicts per check.", ["metric", "verdict"], registry=self.registry
+        )
+        self.rollbacks = Counter("canary_rollbacks", "Rollbacks, by reason.", ["reason"], registry=self.registry)
+        self.promotions = Counter("canary_promotions", "Rollouts promoted.", registry=self.registry)
+        self.pass_duration = Histogram(
+            "canary_tick_duration_seconds",
+            "Duration of one reconcile pass of one policy.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         self.alerts_sent = Counter(
             "canary_alerts_sent",
             "Alerts delivered or given up on, per sink kind and final result (after retries).",
             ["sink", "result"],
             registry=self.registry,
         )
+        self.api_errors = Counter(
+            "canary_kubernetes_api_errors",
+            "Failed Kubernetes API calls, by HTTP status (0: no answer).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.leader = Gauge("canary_leader", "1 when this replica is the leader.", registry=self.registry)
+        self._evaluations: dict[tuple[str, str], datetime | None] = {}
+        self._lock = threading.Lock()
 
     def alert_outcome(self, sink: str, result: str) -> None:
         """Count one final delivery outcome."""
         self.alerts_sent.labels(sink=sink, result=result).inc()
+
+    def api_error(self, code: int) -> None:
+        """Count one failed Kubernetes API call."""
+        self.api_errors.labels(code=str(code)).inc()
+
+    def observe_pass(self, ref: PolicyRef, decision: Decision, seconds: float) -> None:
+        """Update the gauges and counters from one pass's decision."""
+        status = decision.status
+        self.pass_duration.observe(seconds)
+        self.weight.labels(ref.namespace, ref.name).set(status.weight if status.weight is not None else 0)
+        self.step.labels(ref.namespace, ref.name).set(status.step_index)
+        for phase in Phase:
+            self.phase.labels(ref.namespace, ref.name, phase.value).set(1 if status.phase == phase else 0)
+        key = (ref.namespace, ref.name)
+        with self._lock:
+            new_evaluation = (
+                status.last_analysis_at is not None and self._evaluations.get(key) != status.last_analysis_at
+            )
+            self._evaluations[key] = status.last_analysis_at
+        if new_evaluation:
+            for check in status.last_checks:
+                self.verdicts.labels(metric=str(check.get("name")), verdict=str(check.get("verdict"))).inc()
+        for effect in decision.effects:
+            if isinstance(effect, SendAlert) and effect.name == "CanaryRolledBack":
+                # The cause is the reason of the transition into RollingBack (a small, fixed set).
+                cause = next(
+                    (h.reason for h in reversed(status.history) if h.to_phase == Phase.ROLLING_BACK), effect.reason
+                )
+                self.rollbacks.labels(reason=cause).inc()
+            if isinstance(effect, SendAlert) and effect.name == "CanaryPromoted":
+                self.promotions.inc()

@@ -180,6 +180,8 @@ def crash_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[
                 "CANARY_POLICY_DIR": str(logs / "policies"),
                 "CANARY_WATCH_CRDS": "false",
                 "CANARY_TICK_SECONDS": str(TICK),
+                "CANARY_HTTP_HOST": "127.0.0.1",
+                "CANARY_HTTP_PORT": "0",  # many controllers at once: each its own free port
                 "CANARY_LOG_LEVEL": "WARNING",
                 "TEST_FAIL_AT_STEP": str(fail_at),
             }
