@@ -5,14 +5,12 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
+from controller.core.rollout import RolloutStatus
 from controller.runtime.composition import build_controller
 from controller.runtime.daemon import Controller
 from controller.sandbox.kubeapi import KubeApiEmulator
@@ -20,6 +18,7 @@ from controller.settings import Settings
 from tests.alerts.conftest import AlertmanagerServer
 from tests.conftest import REPO, SHARED_ISTIO
 from tests.sandbox.conftest import document
+from tests.support.controller_process import StepFailingAnalysis
 
 POLICY = "rollback-e2e"  # a name no other test's alerts carry in the session's Alertmanager
 CHECK = {
@@ -32,26 +31,6 @@ CHECK = {
     "threshold": "binomial test at 99%",
     "queries": ['sum(istio_tcp_connections_opened_total{destination_workload="tcp-echo-v2"})'],
 }
-
-
-class FailsAtStep:
-    """A test stand-in for the analysis: the canary fails at step ``index`` with a measured check."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
-        del policy, now
-        if status.run_id is None:
-            return None
-        failing = status.step_index == self.index
-        return AnalysisResult(
-            run_id=status.run_id,
-            step_index=status.step_index,
-            verdict=Verdict.FAIL if failing else Verdict.PASS,
-            reason="connect-errors failed" if failing else "ok",
-            checks=[CHECK] if failing else [],
-        )
 
 
 def _run(controller: Controller, done: Callable[[], bool], seconds: float = 20) -> float:
@@ -94,7 +73,7 @@ def test_a_rollback_alert_reaches_alertmanager_once_with_the_failing_measurement
     tmp_path: Path, alertmanager: AlertmanagerServer
 ) -> None:
     emulator, settings = _world(tmp_path, alertmanager.url)
-    controller = build_controller(settings, analysis=FailsAtStep(1))
+    controller = build_controller(settings, analysis=StepFailingAnalysis(1, [CHECK]))
     try:
         _run(controller, lambda: (s := _status(emulator)) is not None and s.phase == "RolledBack")
 
@@ -122,7 +101,7 @@ def test_a_rollback_alert_reaches_alertmanager_once_with_the_failing_measurement
 
 def test_a_dead_sink_neither_delays_the_rollback_nor_loses_the_outcome(tmp_path: Path, refused_url: str) -> None:
     emulator, settings = _world(tmp_path, refused_url)
-    controller = build_controller(settings, analysis=FailsAtStep(1))
+    controller = build_controller(settings, analysis=StepFailingAnalysis(1, [CHECK]))
     try:
         _run(controller, lambda: (s := _status(emulator)) is not None and s.phase == "RolledBack")
         restored = emulator.get("virtualservices.networking.istio.io", "tcp-echo", namespace="shop")

@@ -25,10 +25,14 @@ from controller.runtime.composition import run
 
 
 class StepFailingAnalysis:
-    """Passes every step except ``fail_at`` (a test stand-in for the real analysis)."""
+    """Passes every step except ``fail_at`` (a test stand-in for the real analysis).
 
-    def __init__(self, fail_at: int) -> None:
+    ``checks`` are reported with the failing verdict, as the real analysis reports its measurements.
+    """
+
+    def __init__(self, fail_at: int, checks: list[dict[str, Any]] | None = None) -> None:
         self.fail_at = fail_at
+        self.checks = checks or []
 
     def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
         del policy, now
@@ -40,6 +44,7 @@ class StepFailingAnalysis:
             step_index=status.step_index,
             verdict=Verdict.FAIL if failing else Verdict.PASS,
             reason="stand-in: injected failure" if failing else "stand-in: pass",
+            checks=self.checks if failing else [],
         )
 
 
