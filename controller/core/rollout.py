@@ -379,37 +379,24 @@ class _Pass:
         alert = _ALERTS_BY_REASON.get(reason) or _ALERTS_BY_PHASE.get(to)
         if alert is not None:
             name, severity = alert
-            key = f"{self.status.run_id}/{name}/{self.status.counters.transitions}"
-            self.status.pending_alerts.append(
-                PendingAlert(
-                    key=key,
-                    name=name,
-                    severity=severity,
-                    summary=message or f"{before} -> {to}",
-                    reason=reason,
-                    from_phase=before,
-                    to_phase=to,
-                    step_index=self.status.step_index,
-                    weight=self.status.weight,
-                    run_id=self.status.run_id or "",
-                    created_at=self.now,
-                    checks=[c for c in self.status.last_checks if c.get("verdict") != "pass"],
-                )
+            pending = PendingAlert(
+                key=f"{self.status.run_id}/{name}/{self.status.counters.transitions}",
+                name=name,
+                severity=severity,
+                summary=message or f"{before} -> {to}",
+                reason=reason,
+                from_phase=before,
+                to_phase=to,
+                step_index=self.status.step_index,
+                weight=self.status.weight,
+                run_id=self.status.run_id or "",
+                created_at=self.now,
+                checks=[c for c in self.status.last_checks if c.get("verdict") != "pass"],
             )
+            self.status.pending_alerts.append(pending)
             del self.status.pending_alerts[:-PENDING_ALERTS_LIMIT]
-            self.effects.append(
-                SendAlert(
-                    key=key,
-                    name=name,
-                    severity=severity,
-                    summary=message or f"{before} -> {to}",
-                    reason=reason,
-                    from_phase=before,
-                    to_phase=to,
-                    step_index=self.status.step_index,
-                    weight=self.status.weight,
-                )
-            )
+            # The effect is the same alert, for logs and metrics; the outbox above is what gets delivered.
+            self.effects.append(SendAlert(**pending.model_dump(include=set(SendAlert.model_fields) - {"type"})))
 
     def note(self, reason: str, message: str) -> None:
         """A history entry without a phase change (commands refused, writes repeated, ...)."""
