@@ -14,6 +14,8 @@
                                      cannot help until RBAC changes
         +-- NotFoundError            404
         +-- UnavailableError         5xx, timeouts, refused connections: retrying helps
+    +-- NotLeaderError               a write refused because this replica does not hold the leader lease;
+                                     the leader (or this replica, once it leads again) retries
 
 Each carries ``problems``: one line per problem, for people.
 """
@@ -75,3 +77,7 @@ class UnavailableError(ApiError):
     """The API server did not answer usefully (5xx, timeout, connection refused)."""
 
     retryable = True
+
+
+class NotLeaderError(CanaryError):
+    """This replica does not hold the leader lease, so it must not write."""

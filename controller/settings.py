@@ -78,6 +78,50 @@ class Settings(BaseSettings):
         description="Alert routes every policy's alerts also go to, as JSON in the policy's spec.alerts form "
         '(e.g. [{"name": "oncall", "alertmanager": {"url": "http://alertmanager:9093"}}]). Secrets by {env: NAME}.',
     )
+    leader_elect: bool = Field(
+        False,
+        description="Elect a leader among replicas with a coordination.k8s.io/v1 Lease in CANARY_NAMESPACE; only "
+        "the leader writes. Default false (one replica; the Helm chart turns it on).",
+    )
+    lease_name: str = Field(
+        "canary-controller",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        description="Name of the leader-election Lease; one per shard. Default canary-controller.",
+    )
+    lease_duration_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Seconds a standby waits after the Lease last changed before taking over (client-go's "
+        "LeaseDuration). Default 15.",
+    )
+    renew_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds the leader keeps leading without a successful renewal (client-go's RenewDeadline); "
+        "must be below the lease duration. Default 10.",
+    )
+    retry_period_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="Seconds between attempts to acquire or renew the Lease (client-go's RetryPeriod); must be "
+        "below the renew deadline. Default 2.",
+    )
+    identity: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description="This replica's name in the Lease (the chart sets the pod name). Unset: hostname plus a "
+        "random suffix.",
+    )
+    policy_selector: str | None = Field(
+        None,
+        description="Kubernetes label selector on CanaryPolicy resources (e.g. shard=a); only matching ones are "
+        "served, for sharding. Unset: all.",
+    )
     http_host: str = Field("0.0.0.0", description="Address of the /healthz, /readyz and /metrics server.")
     http_port: int = Field(8080, ge=0, le=65535, description="Port of that server (0: a free one). Default 8080.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
@@ -96,6 +140,16 @@ class Settings(BaseSettings):
         if bool(self.prometheus_basic_auth_username) != bool(self.prometheus_basic_auth_password_env):
             raise ValueError(
                 "CANARY_PROMETHEUS_BASIC_AUTH_USERNAME and CANARY_PROMETHEUS_BASIC_AUTH_PASSWORD_ENV go together"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _election_timing(self) -> Settings:
+        if not self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError(
+                "CANARY_RETRY_PERIOD_SECONDS < CANARY_RENEW_DEADLINE_SECONDS < CANARY_LEASE_DURATION_SECONDS must "
+                f"hold (got {self.retry_period_seconds}, {self.renew_deadline_seconds}, "
+                f"{self.lease_duration_seconds})"
             )
         return self
 

@@ -6,10 +6,14 @@ import copy
 import time
 from typing import Any
 
+import pytest
+
 from controller.core.policy import CanaryPolicy
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
 from controller.runtime.daemon import Controller
+from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies
+from controller.settings import Settings
 from tests.fakes import ListEvents, MemoryRouter, MemoryStore, PassingAnalysis, ReadyWorkloads, StaticSource
 from tests.test_rollout import seed_policy, seed_target
 
@@ -94,3 +98,32 @@ def test_no_pass_runs_before_every_source_has_synced() -> None:
     controller.tick()
     controller.shutdown(timeout=2)
     assert routers["a"].gets == 1
+
+
+def test_a_standby_runs_no_pass_until_it_leads() -> None:
+    controller, routers, store, _ = _world(["a"], slow=set())
+    leading = {"now": False}
+    controller.is_leader = lambda: leading["now"]
+    metrics = ControllerMetrics()
+    controller.metrics = metrics
+    controller.tick()
+    time.sleep(0.2)
+    assert not store.saved, "a standby wrote status"
+    assert routers["a"].gets == 0, "a standby ran a pass"
+    assert controller.heartbeat is not None, "a standby's scheduler is alive all the same"
+    assert metrics.leader._value.get() == 0
+    leading["now"] = True
+    controller.tick()
+    deadline = time.monotonic() + 5
+    while not store.saved and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.saved
+    assert metrics.leader._value.get() == 1
+    controller.shutdown(timeout=2)
+
+
+def test_election_timing_settings_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_LEASE_DURATION_SECONDS", "5")
+    monkeypatch.setenv("CANARY_RENEW_DEADLINE_SECONDS", "6")
+    with pytest.raises(ValueError, match="CANARY_RENEW_DEADLINE_SECONDS < CANARY_LEASE_DURATION_SECONDS"):
+        Settings()

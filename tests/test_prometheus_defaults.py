@@ -65,7 +65,7 @@ def test_canaryctl_run_refuses_invalid_settings_naming_them() -> None:
         "CANARY_PROMETHEUS_BASIC_AUTH_USERNAME": "u",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "controller", "run"],
+        [sys.executable, "-m", "controller"],
         cwd=REPO,
         env=env,
         capture_output=True,

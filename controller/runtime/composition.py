@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
+import uuid
 from types import FrameType
 
 import httpx
 from pydantic import ValidationError
 
+from controller import __version__
 from controller.adapters.alert_delivery import HttpAlertDelivery
 from controller.adapters.kubernetes.api import KubeApi, load_api_client
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
+from controller.adapters.kubernetes.leases import LeaderElector, LeaseLock
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
@@ -24,6 +28,7 @@ from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySo
 from controller.runtime import logs
 from controller.runtime.daemon import Controller, SystemClock
 from controller.runtime.http import HealthServer
+from controller.runtime.leadership import AlwaysLeader, ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.alerting import AlertDispatcher
 from controller.service.prometheus_analysis import PrometheusAnalysis
@@ -67,27 +72,36 @@ def default_prometheus(settings: Settings) -> PrometheusSpec | None:
 
 
 def build_controller(settings: Settings, *, analysis: AnalysisSource | None = None) -> Controller:
-    """Wire every adapter from ``settings``."""
+    """Wire every adapter from ``settings``; with leader election, ``controller.election`` must be started."""
     metrics = ControllerMetrics()
-    main = KubeApi(
-        load_api_client(kubeconfig=settings.kubeconfig, context=settings.context),
-        timeout_seconds=settings.api_timeout_seconds,
-        on_error=metrics.api_error,
-    )
-    mesh = (
-        KubeApi(
-            load_api_client(kubeconfig=settings.mesh_kubeconfig, context=settings.mesh_context),
-            timeout_seconds=settings.api_timeout_seconds,
-            on_error=metrics.api_error,
+    identity = settings.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
+
+    def api(kubeconfig: str | None, context: str | None) -> KubeApi:
+        client = load_api_client(kubeconfig=kubeconfig, context=context)
+        # The API server's audit log (and the emulator's write history) tells replicas apart by this.
+        client.user_agent = f"canary-controller/{__version__} ({identity})"
+        return KubeApi(client, timeout_seconds=settings.api_timeout_seconds, on_error=metrics.api_error)
+
+    main = api(settings.kubeconfig, settings.context)
+    mesh = api(settings.mesh_kubeconfig, settings.mesh_context) if settings.separate_mesh else main
+    elector: LeaderElector | None = None
+    if settings.leader_elect:
+        elector = LeaderElector(
+            LeaseLock(main, namespace=settings.namespace, name=settings.lease_name),
+            identity=identity,
+            lease_duration=settings.lease_duration_seconds,
+            renew_deadline=settings.renew_deadline_seconds,
+            retry_period=settings.retry_period_seconds,
+            on_started_leading=lambda: metrics.leader.set(1),
+            on_stopped_leading=lambda: metrics.leader.set(0),
         )
-        if settings.separate_mesh
-        else main
-    )
-    router = KubernetesTrafficRouter(mesh)
-    crd_store = CrdStatusStore(main)
-    file_store = ConfigMapStatusStore(main, namespace=settings.namespace)
+    is_leader = elector.is_leader if elector is not None else AlwaysLeader().is_leader
+    # Every write of rollout state is fenced: a replica that loses the lease stops writing at once.
+    router = FencedRouter(KubernetesTrafficRouter(mesh), is_leader)
+    crd_store = FencedStatusStore(CrdStatusStore(main), is_leader)
+    file_store = FencedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), is_leader)
     workloads = KubernetesWorkloadReader(main)
-    events = KubernetesEventRecorder(main)
+    events = FencedEvents(KubernetesEventRecorder(main), is_leader)
     chosen_analysis = analysis or PrometheusAnalysis(
         PrometheusMetricsSource(
             default_url=settings.prometheus_url,
@@ -100,7 +114,9 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
     if settings.policy_dir is not None:
         sources.append(DirectoryPolicySource(settings.policy_dir))
     if settings.watch_crds:
-        sources.append(CrdPolicySource(main, namespaces=settings.watch_namespaces or None))
+        sources.append(
+            CrdPolicySource(main, namespaces=settings.watch_namespaces or None, label_selector=settings.policy_selector)
+        )
 
     def dependencies_for(ref: PolicyRef) -> Dependencies:
         return Dependencies(
@@ -137,7 +153,11 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         on_problem=on_problem,
         dispatcher=dispatcher,
         metrics=metrics,
+        is_leader=is_leader,
     )
+    if elector is not None:
+        controller.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
+        controller.readiness["leader election"] = lambda: _election_ready(elector)
     controller.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
     if settings.prometheus_url:
         url = settings.prometheus_url
@@ -159,6 +179,16 @@ def _kubernetes_ready(api: KubeApi) -> str | None:
     return None
 
 
+def _election_ready(elector: LeaderElector) -> str | None:
+    """Ready when leading, or a standby that has reached the Lease recently (a healthy standby)."""
+    if elector.is_leader():
+        return None
+    age = elector.contact_age()
+    if age is not None and age < elector.lease_duration:
+        return None
+    return f"standby without contact with the Lease for too long: {elector.last_error or 'no answer yet'}"
+
+
 def _prometheus_ready(url: str) -> str | None:
     try:
         answer = httpx.get(f"{url.rstrip('/')}/-/ready", timeout=3)
@@ -173,7 +203,8 @@ def run(*, analysis: AnalysisSource | None = None) -> None:
     logs.configure(settings.log_level)
     controller = build_controller(settings, analysis=analysis)
     assert controller.metrics is not None
-    controller.metrics.leader.set(1)  # one active replica until leader election lands (issue 6)
+    if controller.election is None:
+        controller.metrics.leader.set(1)
     server = HealthServer(
         metrics=controller.metrics,
         heartbeat=lambda: controller.heartbeat,
@@ -193,8 +224,13 @@ def run(*, analysis: AnalysisSource | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in controller.sources)})
+    if controller.election is not None:
+        controller.election.start()
     try:
         controller.run_forever()
     finally:
+        if controller.election is not None:
+            # In-flight passes have finished (run_forever waited); hand the lease over at once.
+            controller.election.stop(release=True)
         server.stop()
     log.info("controller stopped")

@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.errors import CanaryError
 from controller.ports import Clock, PolicyRef, PolicySnapshot, PolicySource, SourcedPolicy, SourceProblem
+from controller.runtime.leadership import ElectionThread
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.alerting import AlertDispatcher
 from controller.service.reconcile import Dependencies, reconcile_once
@@ -44,6 +45,9 @@ class Controller:
         workers: parallel passes.
         tick_seconds: time between passes of one policy.
         on_problem: called once per new policy problem (to log and record events).
+        dispatcher: delivers the alerts recorded by passes.
+        metrics: the controller's own metrics.
+        is_leader: whether this replica may run passes (None: always; a standby keeps its sources warm).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Controller:
         on_problem: Callable[[SourceProblem], None] | None = None,
         dispatcher: AlertDispatcher | None = None,
         metrics: ControllerMetrics | None = None,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         self.sources = list(sources)
         self.merge = merge
@@ -67,6 +72,7 @@ class Controller:
         self.on_problem = on_problem
         self.dispatcher = dispatcher
         self.metrics = metrics
+        self.is_leader = is_leader or (lambda: True)
         # Named readiness checks for /readyz (each returns an error message, or None when fine).
         self.readiness: dict[str, Callable[[], str | None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
@@ -75,12 +81,18 @@ class Controller:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.heartbeat: datetime | None = None
+        self.election: ElectionThread | None = None  # set by the composition root when electing a leader
 
     def tick(self) -> None:
         """Dispatch one pass for every policy whose previous pass has finished."""
         if self._stop.is_set():
             return
         self.heartbeat = self.clock.now()
+        leading = self.is_leader()
+        if self.metrics is not None:
+            self.metrics.leader.set(1 if leading else 0)
+        if not leading:
+            return  # a standby: the leader runs the passes
         if not all(source.synced() for source in self.sources):
             # Acting on a partial view could run a policy that clashes with one not seen yet.
             log.info("waiting for every policy source to sync before the first pass")

@@ -293,6 +293,7 @@ class KubeApiHandler(BaseHTTPRequestHandler):
                 query=query,
                 body=_parse_json(raw),
                 content_type=(self.headers.get("Content-Type") or "").split(";")[0].strip().lower(),
+                user_agent=self.headers.get("User-Agent"),
             )
             if request.verb == "WATCH":
                 self._watch(request)

@@ -103,6 +103,7 @@ class WriteRecord:
         source: ``http`` for requests, ``python`` for the emulator's direct API.
         changed: False when the write changed nothing (no new ``resourceVersion``, no watch event).
         patch_type: the PATCH media type, None for other verbs.
+        user_agent: the request's ``User-Agent`` header (tells writers apart), None for the Python API.
     """
 
     time: float
@@ -116,6 +117,7 @@ class WriteRecord:
     source: str = "http"
     changed: bool = True
     patch_type: str | None = None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class Request:
         body: the parsed JSON body, or None.
         content_type: the body's media type without parameters.
         source: ``http`` or ``python``.
+        user_agent: the ``User-Agent`` header of an HTTP request.
     """
 
     verb: str
@@ -157,6 +160,7 @@ class Request:
     body: Any = None
     content_type: str = ""
     source: str = "http"
+    user_agent: str | None = None
 
 
 @dataclass
@@ -322,6 +326,7 @@ class ObjectStore:
                 source=request.source,
                 changed=changed,
                 patch_type=request.content_type if verb == "PATCH" else None,
+                user_agent=request.user_agent,
             )
         )
 
