@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps lint test schema clean
+.PHONY: help venv deps lint test demo schema clean
 
 help:
+	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
+	@echo "             (DEMO_ARGS='--fault-at 50' for the rollback run)"
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
 
@@ -38,6 +40,9 @@ lint: venv
 
 test: lint deps
 	$(BIN)/pytest
+
+demo: venv deps
+	$(BIN)/canaryctl demo $(DEMO_ARGS)
 
 schema: venv
 	$(BIN)/canaryctl schema > policies/canarypolicy.schema.json

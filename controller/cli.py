@@ -206,6 +206,91 @@ def run() -> None:
     run_daemon()
 
 
+class DemoVariant(StrEnum):
+    """Route kinds of the demo."""
+
+    istio = "istio"
+    gateway_api = "gateway-api"
+
+
+@app.command()
+def demo(
+    fault_at: Annotated[
+        int | None,
+        typer.Option("--fault-at", min=1, max=100, help="Canary weight at which v2 starts refusing connections."),
+    ] = None,
+    step_seconds: Annotated[float, typer.Option("--step-seconds", min=2, max=600, help="Seconds per step.")] = 10.0,
+    variant: Annotated[DemoVariant, typer.Option("--variant", help="VirtualService or Gateway API TCPRoute.")] = (
+        DemoVariant.istio
+    ),
+    rate: Annotated[float, typer.Option("--rate", min=1, max=500, help="Client connections per second.")] = 20.0,
+    scrape_seconds: Annotated[
+        float, typer.Option("--scrape-seconds", min=0.2, max=30, help="Prometheus scrape interval.")
+    ] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result on stdout; no live view.")] = False,
+) -> None:
+    """Run Istio's TCP traffic shift on this machine with a real Envoy, Prometheus and Alertmanager.
+
+    Exit 0 when the outcome is the expected one (promoted; rolled back with --fault-at), 1 otherwise, 2 when
+    the sandbox could not start.
+    """
+    import sys  # noqa: PLC0415
+    from contextlib import nullcontext  # noqa: PLC0415
+
+    from controller.sandbox.demo import DemoOptions, live_view, run_demo  # noqa: PLC0415 - heavy, demo only
+    from controller.sandbox.processes import SandboxError  # noqa: PLC0415
+
+    options = DemoOptions(
+        variant="istio" if variant is DemoVariant.istio else "gateway-api",
+        step_seconds=step_seconds,
+        fault_at=fault_at,
+        rate=rate,
+        scrape_seconds=scrape_seconds,
+        analysis_seconds=max(scrape_seconds * 2, 1.0),
+    )
+    try:
+        with nullcontext(None) if as_json else live_view(sys.stderr) as update:
+            result = run_demo(options, on_update=update)
+    except SandboxError as exc:
+        typer.echo(f"canaryctl demo: the sandbox could not start: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("canaryctl demo: interrupted; everything it started is stopped", err=True)
+        raise typer.Exit(130) from None
+    expected = "rolled_back" if fault_at is not None else "promoted"
+    if as_json:
+        typer.echo(json.dumps(result.as_json()))
+    else:
+        typer.echo(_demo_summary(result.as_json(), expected))
+    raise typer.Exit(0 if result.outcome == expected else 1)
+
+
+def _demo_summary(result: dict[str, Any], expected: str) -> str:
+    lines = ["", f"outcome: {result['outcome']} (expected {expected}) after {result['seconds']} s", ""]
+    lines.append(f"{'weight':>6}  {'connections':>11}  {'two':>5}  {'share':>6}  {'errors':>6}  verdict")
+    for step in result["steps"]:
+        share = "-" if step["observed_canary_share"] is None else f"{step['observed_canary_share']:.1%}"
+        lines.append(
+            f"{step['weight']:>6}  {step['connections']:>11}  {step['canary_replies']:>5}  {share:>6}  "
+            f"{step['errors']:>6}  {step['verdict'] or '-'}"
+        )
+    latency = result["rollback_latency_seconds"]
+    if latency:
+        lines.append("")
+        lines.append(
+            f"rollback latency from the first refused connection: route restored in the API {latency['api']} s, "
+            f"Envoy without v2 {latency['envoy']} s"
+        )
+    for alert in result["alerts"]:
+        labels = alert["labels"]
+        lines.append(
+            f"alert in Alertmanager: {labels.get('alertname')} {labels.get('namespace')}/{labels.get('policy')}"
+        )
+    lines.append("")
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))
+    return "\n".join(lines)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

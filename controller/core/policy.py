@@ -294,6 +294,13 @@ LabelValue = Annotated[
     StrictStr,
     Field(min_length=1, max_length=253, pattern=_LABEL_VALUE),
 ]
+# Envoy cluster names as Istio writes them: outbound|9000|v2|tcp-echo.shop.svc.cluster.local (an empty
+# subset gives "||"). Values are inserted as quoted, escaped PromQL strings, so "|" is harmless.
+_CLUSTER_NAME = r"^[A-Za-z0-9]([-A-Za-z0-9_.:/|]*[A-Za-z0-9])?$"
+ClusterName = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=253, pattern=_CLUSTER_NAME),
+]
 
 
 class SecretKeySelector(_Model):
@@ -410,8 +417,11 @@ class MetricSelector(_Model):
         None, description="destination_service (FQDN) of the canary when it has its own Service (host split)."
     )
     stable_service: LabelValue | None = Field(None, description="destination_service (FQDN) of the stable Service.")
-    canary_cluster: LabelValue | None = Field(None, description="envoy_cluster_name of the canary (Envoy metrics).")
-    stable_cluster: LabelValue | None = Field(None, description="envoy_cluster_name of the stable version.")
+    canary_cluster: ClusterName | None = Field(
+        None,
+        description="envoy_cluster_name of the canary (Envoy metrics): outbound|9000|v2|tcp-echo.ns.svc.cluster.local",
+    )
+    stable_cluster: ClusterName | None = Field(None, description="envoy_cluster_name of the stable version.")
     namespace: DnsLabel | None = Field(
         None, description="destination_workload_namespace; default the policy's namespace."
     )

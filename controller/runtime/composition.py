@@ -6,6 +6,7 @@ import logging
 import signal
 import socket
 import sys
+import threading
 import uuid
 from types import FrameType
 
@@ -197,40 +198,72 @@ def _prometheus_ready(url: str) -> str | None:
     return None if answer.status_code == 200 else f"Prometheus /-/ready answered {answer.status_code}"
 
 
+class Daemon:
+    """The controller with its HTTP endpoints and leader election: what ``canaryctl run`` runs.
+
+    ``serve()`` blocks until ``stop()``; ``start()`` serves from a background thread instead (the sandbox
+    runs the controller in-process this way, through the very same code path).
+    """
+
+    def __init__(self, settings: Settings, *, analysis: AnalysisSource | None = None) -> None:
+        self.settings = settings
+        self.controller = build_controller(settings, analysis=analysis)
+        metrics = self.controller.metrics
+        assert metrics is not None
+        if self.controller.election is None:
+            metrics.leader.set(1)
+        self.server = HealthServer(
+            metrics=metrics,
+            heartbeat=lambda: self.controller.heartbeat,
+            checks=self.controller.readiness,
+            max_heartbeat_age=max(30.0, 3 * settings.tick_seconds),
+            host=settings.http_host,
+            port=settings.http_port,
+        )
+        self._thread: threading.Thread | None = None
+
+    def serve(self) -> None:
+        """Serve until ``stop()``: endpoints, election, ticks; on the way out hand the lease over."""
+        controller = self.controller
+        self.server.start()
+        log.info("serving /healthz, /readyz and /metrics on %s:%d", self.settings.http_host, self.server.port)
+        log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in controller.sources)})
+        if controller.election is not None:
+            controller.election.start()
+        try:
+            controller.run_forever()
+        finally:
+            if controller.election is not None:
+                # In-flight passes have finished (run_forever waited); hand the lease over at once.
+                controller.election.stop(release=True)
+            self.server.stop()
+        log.info("controller stopped")
+
+    def start(self) -> Daemon:
+        """``serve()`` in a background thread."""
+        self._thread = threading.Thread(target=self.serve, name="canary-daemon", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work; with ``start()``, wait for the thread (in-flight passes finish first)."""
+        self.controller.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
 def run(*, analysis: AnalysisSource | None = None) -> None:
     """``canaryctl run``: build from the environment, run until SIGTERM/SIGINT, exit within 10 s."""
     settings = load_settings()
     logs.configure(settings.log_level)
-    controller = build_controller(settings, analysis=analysis)
-    assert controller.metrics is not None
-    if controller.election is None:
-        controller.metrics.leader.set(1)
-    server = HealthServer(
-        metrics=controller.metrics,
-        heartbeat=lambda: controller.heartbeat,
-        checks=controller.readiness,
-        max_heartbeat_age=max(30.0, 3 * settings.tick_seconds),
-        host=settings.http_host,
-        port=settings.http_port,
-    )
-    server.start()
-    log.info("serving /healthz, /readyz and /metrics on %s:%d", settings.http_host, server.port)
+    daemon = Daemon(settings, analysis=analysis)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         del frame
         log.info("signal %s: stopping", signal.Signals(signum).name)
-        controller.stop()
+        daemon.controller.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in controller.sources)})
-    if controller.election is not None:
-        controller.election.start()
-    try:
-        controller.run_forever()
-    finally:
-        if controller.election is not None:
-            # In-flight passes have finished (run_forever waited); hand the lease over at once.
-            controller.election.stop(release=True)
-        server.stop()
-    log.info("controller stopped")
+    daemon.serve()

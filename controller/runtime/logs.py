@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 _FIELDS = ("policy", "namespace", "run_id", "phase", "step", "weight", "source", "error")
 
@@ -30,9 +31,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: str) -> None:
-    """JSON logs on stderr at ``level``."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure(level: str, stream: TextIO | None = None) -> None:
+    """JSON logs on ``stream`` (stderr by default) at ``level``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,0 +1,573 @@
+"""``canaryctl demo``: Istio's TCP traffic-shifting task, done by the controller, on one machine.
+
+Everything runs on loopback and is cleaned up on exit (Ctrl-C included):
+
+* the Kubernetes API emulator holding the scenario (Gateway, DestinationRule, VirtualService ``tcp-echo``
+  with all traffic on v1, Deployments ``tcp-echo-v1``/``-v2``; or the Gateway API variant with a TCPRoute);
+* tcp-echo v1 and v2 (replies prefixed ``one`` and ``two``);
+* a real Envoy as the ingress gateway, programmed from the route the way istiod would (:class:`RouteSync`);
+* a real Prometheus scraping Envoy every second, and a real Alertmanager;
+* a client opening connections through the gateway at a steady rate and counting the replies;
+* the controller itself, through ``canaryctl run``'s code path (:class:`~controller.runtime.composition.Daemon`),
+  with a policy using Envoy's TCP connect-error metric, short steps and alerts to the local Alertmanager.
+
+With ``fault_at``, v2 starts refusing connections once the canary carries that weight; the analysis fails,
+the controller restores the original route and alerts, and the demo measures the rollback latency from
+the first failed connection to (a) the route restored in the API and (b) Envoy running without v2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import yaml
+
+from controller.runtime import logs
+from controller.runtime.composition import Daemon
+from controller.sandbox.envoy_gateway import EnvoyGateway, RouteChange, RouteSync, envoy_version, pick_port
+from controller.sandbox.kubeapi import KubeApiEmulator
+from controller.sandbox.load import LoadClient
+from controller.sandbox.processes import AlertmanagerProcess, PrometheusProcess, SandboxError, prometheus_config
+from controller.sandbox.scenario import (
+    GATEWAY_PORT,
+    NAMESPACE,
+    ROUTE_NAME,
+    SERVICE_PORT,
+    Variant,
+    load_scenario,
+    route_kind,
+    scenario_endpoints,
+)
+from controller.sandbox.tcpecho import TcpEchoServer
+from controller.sandbox.xds import cluster_name
+from controller.settings import Settings
+
+CONTROLLER_NAMESPACE = "canary-system"
+POLICY_NAME = "tcp-echo"
+STEPS = (0, 20, 50, 100)
+TERMINAL = {"Promoted", "RolledBack", "Failed"}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``canaryctl demo`` runs.
+
+    Attributes:
+        variant: ``istio`` (VirtualService) or ``gateway-api`` (TCPRoute).
+        step_seconds: duration of each step.
+        fault_at: the canary weight at which v2 starts refusing connections (None: no fault).
+        rate: client connections per second.
+        scrape_seconds: Prometheus scrape interval.
+        analysis_seconds: the policy's analysis interval.
+        gateway_port: the listener's port when free (another free one otherwise).
+        timeout_seconds: give up after this long (the outcome is then whatever the rollout reached).
+    """
+
+    variant: Variant = "istio"
+    step_seconds: float = 10.0
+    fault_at: int | None = None
+    rate: float = 20.0
+    scrape_seconds: float = 1.0
+    analysis_seconds: float = 2.0
+    gateway_port: int = GATEWAY_PORT
+    timeout_seconds: float = 180.0
+
+
+@dataclass
+class StepResult:
+    """One step the rollout reached, as the client saw it."""
+
+    weight: int
+    connections: int
+    canary_replies: int
+    observed_canary_share: float | None
+    errors: int
+    verdict: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``steps[]`` entry of the JSON result."""
+        share = None if self.observed_canary_share is None else round(self.observed_canary_share, 4)
+        return {
+            "weight": self.weight,
+            "connections": self.connections,
+            "canary_replies": self.canary_replies,
+            "observed_canary_share": share,
+            "errors": self.errors,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass
+class DemoResult:
+    """What the demo measured (``as_json`` is the ``--json`` output)."""
+
+    outcome: Literal["promoted", "rolled_back", "failed", "unfinished"]
+    steps: list[StepResult]
+    rollback_latency_seconds: dict[str, float | None] | None
+    final_route: Any
+    original_route: Any
+    alerts: list[dict[str, Any]]
+    versions: dict[str, str]
+    fault_started: bool = False
+    v2_connections_after_reload: int | None = None
+    phase_message: str = ""
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The machine-readable result."""
+        return {
+            "outcome": self.outcome,
+            "steps": [step.as_json() for step in self.steps],
+            "rollback_latency_seconds": self.rollback_latency_seconds,
+            "final_route": self.final_route,
+            "original_route": self.original_route,
+            "alerts": self.alerts,
+            "versions": self.versions,
+            "v2_connections_after_reload": self.v2_connections_after_reload,
+            "message": self.phase_message,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+@dataclass
+class LiveState:
+    """What the live view shows, refreshed a few times a second."""
+
+    phase: str = "Starting"
+    step: str = ""
+    weight: int | None = None
+    share: float | None = None
+    connections: int = 0
+    errors: int = 0
+    verdict: str = ""
+    elapsed: float = 0.0
+    note: str = ""
+
+
+def demo_policy(options: DemoOptions, *, prometheus_url: str, alertmanager_url: str) -> dict[str, Any]:
+    """The demo's CanaryPolicy: the seed policy with Envoy's connect-error metric and short steps."""
+    variant = options.variant
+    if variant == "istio":
+        target: dict[str, Any] = {
+            "virtualService": {"name": ROUTE_NAME},
+            "route": {"protocol": "tcp", "port": GATEWAY_PORT},
+            "stable": {"host": "tcp-echo", "subset": "v1", "port": SERVICE_PORT},
+            "canary": {"host": "tcp-echo", "subset": "v2", "port": SERVICE_PORT},
+        }
+    else:
+        target = {
+            "tcpRoute": {"name": ROUTE_NAME},
+            "stable": {"host": "tcp-echo-v1", "port": SERVICE_PORT},
+            "canary": {"host": "tcp-echo-v2", "port": SERVICE_PORT},
+        }
+    stable, canary = clusters(variant)
+    expected_per_step = options.rate * options.step_seconds
+    return {
+        "apiVersion": "canaryctl.dev/v1alpha1",
+        "kind": "CanaryPolicy",
+        "metadata": {"name": POLICY_NAME, "namespace": NAMESPACE},
+        "spec": {
+            "target": target,
+            "schedule": {"steps": list(STEPS), "stepDuration": f"{round(options.step_seconds * 1000)}ms"},
+            "analysis": {
+                "interval": f"{round(options.analysis_seconds * 1000)}ms",
+                "prometheus": {"url": prometheus_url, "timeout": "2s"},
+                "selector": {"canaryCluster": canary, "stableCluster": stable},
+                "metrics": [
+                    {
+                        "name": "connect-errors",
+                        "template": "envoy-tcp-connect-error-ratio",
+                        "max": 0.05,
+                        "countTest": {"method": "binomial", "confidence": 0.99},
+                        # About a quarter of what the smallest step (20 %) brings at the demo's rate.
+                        "minConnections": max(5, int(expected_per_step * 0.2 / 4)),
+                    }
+                ],
+                "failureLimit": 1,
+            },
+            "alerts": [{"name": "local-alertmanager", "alertmanager": {"url": alertmanager_url}}],
+        },
+    }
+
+
+def clusters(variant: Variant) -> tuple[str, str]:
+    """Envoy's cluster names of stable and canary (Istio's ``outbound|port|subset|host`` form)."""
+    if variant == "istio":
+        return (
+            cluster_name("tcp-echo", SERVICE_PORT, "v1", namespace=NAMESPACE),
+            cluster_name("tcp-echo", SERVICE_PORT, "v2", namespace=NAMESPACE),
+        )
+    return (
+        cluster_name("tcp-echo-v1", SERVICE_PORT, namespace=NAMESPACE),
+        cluster_name("tcp-echo-v2", SERVICE_PORT, namespace=NAMESPACE),
+    )
+
+
+def route_of(obj: dict[str, Any] | None, variant: Variant) -> Any:
+    """The part of the route object the rollout edits (``spec.tcp`` or ``spec.rules``)."""
+    if obj is None:
+        return None
+    return obj["spec"].get("tcp") if variant == "istio" else obj["spec"].get("rules")
+
+
+class Sandbox:
+    """All the demo's components, started in order and stopped in reverse (see the module docstring)."""
+
+    def __init__(self, options: DemoOptions, workdir: Path) -> None:
+        self.options = options
+        self.workdir = workdir
+        self._stack = contextlib.ExitStack()
+        self.emulator: KubeApiEmulator | None = None
+        self.v1: TcpEchoServer | None = None
+        self.v2: TcpEchoServer | None = None
+        self.envoy: EnvoyGateway | None = None
+        self.sync: RouteSync | None = None
+        self.prometheus: PrometheusProcess | None = None
+        self.alertmanager: AlertmanagerProcess | None = None
+        self.daemon: Daemon | None = None
+        self.load: LoadClient | None = None
+
+    def __enter__(self) -> Sandbox:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _component(self, name: str, start: Callable[[], Any]) -> Any:
+        try:
+            return start()
+        except SandboxError:
+            raise
+        except Exception as exc:
+            raise SandboxError(name, f"{type(exc).__name__}: {exc}") from exc
+
+    def _start(self) -> None:
+        options = self.options
+        stack = self._stack
+        emulator = self._component("kubernetes api emulator", lambda: KubeApiEmulator().start())
+        stack.callback(emulator.stop)
+        self.emulator = emulator
+        self.original = load_scenario(emulator, options.variant)
+        emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROLLER_NAMESPACE}})
+        self.v1 = self._component("tcp-echo v1", lambda: TcpEchoServer("one").start())
+        stack.callback(self.v1.stop)
+        self.v2 = self._component("tcp-echo v2", lambda: TcpEchoServer("two").start())
+        stack.callback(self.v2.stop)
+        envoy = EnvoyGateway(
+            listener_port=pick_port(options.gateway_port),
+            gateway_port=GATEWAY_PORT,
+            workdir=self.workdir / "envoy",
+        )
+        self.envoy = self._component("envoy", envoy.start)
+        stack.callback(envoy.stop)
+        sync = RouteSync(
+            emulator,
+            envoy,
+            kind=route_kind(options.variant),
+            name=ROUTE_NAME,
+            namespace=NAMESPACE,
+            endpoints=scenario_endpoints(options.variant, v1=self.v1.address, v2=self.v2.address),
+            interval=0.1,
+        )
+        self.sync = self._component("envoy route sync", sync.start)
+        stack.callback(sync.stop)
+        prometheus = PrometheusProcess(
+            self.workdir / "prometheus",
+            prometheus_config(
+                {"envoy": (envoy.prometheus_target, envoy.prometheus_scrape_path)}, interval=options.scrape_seconds
+            ),
+        )
+        self.prometheus = prometheus.start()
+        stack.callback(prometheus.stop)
+        alertmanager = AlertmanagerProcess(self.workdir / "alertmanager")
+        self.alertmanager = alertmanager.start()
+        stack.callback(alertmanager.stop)
+        self.load = LoadClient(envoy.listener_address, rate=options.rate).start()
+        stack.callback(self.load.stop)
+
+    def start_controller(self) -> None:
+        """Write the demo policy and start the controller daemon (in-process, ``canaryctl run``'s path)."""
+        assert self.emulator is not None
+        assert self.prometheus is not None
+        assert self.alertmanager is not None
+        policies = self.workdir / "policies"
+        policies.mkdir(exist_ok=True)
+        policy = demo_policy(self.options, prometheus_url=self.prometheus.url, alertmanager_url=self.alertmanager.url)
+        (policies / "tcp-echo.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
+        kubeconfig = self.workdir / "kubeconfig"
+        self.emulator.write_kubeconfig(kubeconfig, context_name="sandbox")
+        settings = Settings(
+            namespace=CONTROLLER_NAMESPACE,
+            policy_dir=policies,
+            watch_crds=False,
+            kubeconfig=str(kubeconfig),
+            tick_seconds=0.25,
+            prometheus_url=self.prometheus.url,
+            http_host="127.0.0.1",
+            http_port=0,
+            identity="canaryctl-demo",
+        )
+        self.log_stream: TextIO = self._stack.enter_context((self.workdir / "controller.log").open("w"))
+        logs.configure("INFO", self.log_stream)
+        daemon = self._component("controller", lambda: Daemon(settings))
+        self.daemon = daemon.start()
+        self._stack.callback(daemon.stop)
+
+    def status(self) -> dict[str, Any] | None:
+        """The rollout's persisted status (file mode: a ConfigMap in the controller's namespace)."""
+        assert self.emulator is not None
+        cm = self.emulator.get("configmaps", f"canary-{NAMESPACE}-{POLICY_NAME}", namespace=CONTROLLER_NAMESPACE)
+        text = ((cm or {}).get("data") or {}).get("status")
+        if not text:
+            return None
+        status: dict[str, Any] = json.loads(text)
+        return status
+
+    def route_object(self) -> dict[str, Any] | None:
+        """The route object as stored."""
+        assert self.emulator is not None
+        resource = (
+            "virtualservices.networking.istio.io"
+            if self.options.variant == "istio"
+            else "tcproutes.gateway.networking.k8s.io"
+        )
+        return self.emulator.get(resource, ROUTE_NAME, namespace=NAMESPACE)
+
+
+def _canary_weight(change: RouteChange, canary: str) -> int:
+    return int(change.weights.get(canary, 0))
+
+
+def run_demo(
+    options: DemoOptions,
+    *,
+    on_update: Callable[[LiveState], None] | None = None,
+    workdir: Path | None = None,
+) -> DemoResult:
+    """Run the demo to its outcome and measure it (see the module docstring).
+
+    Raises:
+        SandboxError: a component could not start (its ``component`` says which).
+    """
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canaryctl-demo-")))
+        sandbox = stack.enter_context(Sandbox(options, workdir))
+        return _drive(sandbox, on_update or (lambda state: None))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _drive(sandbox: Sandbox, on_update: Callable[[LiveState], None]) -> DemoResult:
+    options = sandbox.options
+    assert sandbox.sync is not None
+    assert sandbox.load is not None
+    assert sandbox.v2 is not None
+    assert sandbox.envoy is not None
+    assert sandbox.alertmanager is not None
+    assert sandbox.prometheus is not None
+    assert sandbox.emulator is not None
+    sync, load = sandbox.sync, sandbox.load
+    _, canary_cluster = clusters(options.variant)
+    original_route = route_of(sandbox.route_object(), options.variant)
+    began = time.monotonic()
+    initial_changes = len(sync.history)
+    sandbox.start_controller()
+    verdicts: dict[int, str] = {}
+    state = LiveState()
+    fault_at: float | None = None
+    status: dict[str, Any] | None = None
+    deadline = began + options.timeout_seconds
+    while time.monotonic() < deadline:
+        status = sandbox.status()
+        now = time.monotonic()
+        changes = sync.history[initial_changes:]
+        if status is not None:
+            index = int(status.get("stepIndex", -1))
+            verdict = status.get("lastVerdict")
+            if index >= 0 and verdict:
+                # A verdict older than the step's start is the previous step's final gate (the one that
+                # advanced the rollout), carried over in the status until this step's first check.
+                analysed, started = status.get("lastAnalysisAt"), status.get("stepStartedAt")
+                owner = index - 1 if analysed and started and _instant(analysed) <= _instant(started) else index
+                if owner >= 0:
+                    verdicts[owner] = str(verdict).split(":", 1)[0]
+            state.phase = str(status.get("phase", ""))
+            state.step = str(status.get("step", ""))
+            state.weight = status.get("weight")
+            state.verdict = str(verdict or "")
+        if changes:
+            since = changes[-1].confirmed_at or changes[-1].seen_at
+            tally = load.tally(since)
+            state.share, state.connections, state.errors = tally.canary_share, tally.connections, tally.errors
+        state.elapsed = now - began
+        if (
+            options.fault_at is not None
+            and fault_at is None
+            and changes
+            and _canary_weight(changes[-1], canary_cluster) >= options.fault_at
+            and changes[-1].confirmed_at is not None
+        ):
+            sandbox.v2.refuse()
+            fault_at = time.monotonic()
+            state.note = f"v2 refuses connections since {fault_at - began:.1f} s"
+        on_update(state)
+        if status is not None and status.get("phase") in TERMINAL and _settled(sandbox, status, fault_at):
+            break
+        time.sleep(0.2)
+    return _result(sandbox, status, verdicts, fault_at, original_route, time.monotonic() - began, initial_changes)
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _settled(sandbox: Sandbox, status: dict[str, Any], fault_at: float | None) -> bool:
+    """The outcome is final and observable: Envoy runs the final route, and a rollback's alert arrived."""
+    assert sandbox.sync is not None
+    assert sandbox.alertmanager is not None
+    route = sandbox.route_object()
+    version = str((route or {}).get("metadata", {}).get("resourceVersion", ""))
+    if not any(c.resource_version == version and c.confirmed_at for c in sandbox.sync.history):
+        return False
+    if status.get("phase") == "RolledBack" or fault_at is not None:
+        return bool(sandbox.alertmanager.alerts(f'policy="{POLICY_NAME}"'))
+    return True
+
+
+def _result(
+    sandbox: Sandbox,
+    status: dict[str, Any] | None,
+    verdicts: dict[int, str],
+    fault_at: float | None,
+    original_route: Any,
+    seconds: float,
+    initial_changes: int,
+) -> DemoResult:
+    options = sandbox.options
+    assert sandbox.sync is not None
+    assert sandbox.load is not None
+    assert sandbox.envoy is not None
+    assert sandbox.alertmanager is not None
+    assert sandbox.prometheus is not None
+    _, canary_cluster = clusters(options.variant)
+    changes = [c for c in sandbox.sync.history[initial_changes:] if c.confirmed_at is not None]
+    phase = str((status or {}).get("phase", ""))
+    restore_index: int | None = None
+    if fault_at is not None or phase == "RolledBack":
+        for i, change in enumerate(changes):
+            if _canary_weight(change, canary_cluster) == 0 and i > 0:
+                restore_index = i
+    steps: list[StepResult] = []
+    step_changes = changes[:restore_index] if restore_index is not None else changes
+    for i, change in enumerate(step_changes):
+        start = change.confirmed_at or change.seen_at
+        end = changes[i + 1].confirmed_at if i + 1 < len(changes) else None
+        tally = sandbox.load.tally(start, end)
+        weight = _canary_weight(change, canary_cluster)
+        index = STEPS.index(weight) if weight in STEPS else -1
+        steps.append(
+            StepResult(
+                weight=weight,
+                connections=tally.connections,
+                canary_replies=tally.v2,
+                observed_canary_share=tally.canary_share,
+                errors=tally.errors,
+                verdict=verdicts.get(index),
+            )
+        )
+    latency: dict[str, float | None] | None = None
+    after_reload: int | None = None
+    if restore_index is not None and fault_at is not None:
+        onset_reply = sandbox.load.first_error(fault_at)
+        onset = onset_reply.started if onset_reply is not None else fault_at
+        restore = changes[restore_index]
+        api_time = _api_write_time(sandbox, restore.resource_version)
+        latency = {
+            "api": None if api_time is None else round(api_time - onset, 3),
+            "envoy": None if restore.confirmed_at is None else round(restore.confirmed_at - onset, 3),
+        }
+        # Nothing reaches v2 after the reload: Envoy's own count of connections it opened to v2.
+        before = sandbox.envoy.stats(canary_cluster).upstream_cx_total
+        time.sleep(max(1.0, 2.0 / options.rate))
+        after_reload = sandbox.envoy.stats(canary_cluster).upstream_cx_total - before
+    final_route = route_of(sandbox.route_object(), options.variant)
+    alerts = [
+        {"labels": alert.get("labels", {}), "annotations": alert.get("annotations", {})}
+        for alert in sandbox.alertmanager.alerts(f'policy="{POLICY_NAME}"')
+    ]
+    outcome: Literal["promoted", "rolled_back", "failed", "unfinished"]
+    outcome = {"Promoted": "promoted", "RolledBack": "rolled_back", "Failed": "failed"}.get(  # type: ignore[assignment]
+        phase, "unfinished"
+    )
+    return DemoResult(
+        outcome=outcome,
+        steps=steps,
+        rollback_latency_seconds=latency,
+        final_route=final_route,
+        original_route=original_route,
+        alerts=alerts,
+        versions={
+            "envoy": envoy_version(),
+            "prometheus": sandbox.prometheus.version(),
+            "alertmanager": sandbox.alertmanager.version(),
+        },
+        fault_started=fault_at is not None,
+        v2_connections_after_reload=after_reload,
+        phase_message=str((status or {}).get("message", "")),
+        seconds=seconds,
+    )
+
+
+def _api_write_time(sandbox: Sandbox, resource_version: str) -> float | None:
+    """When the API accepted the write that produced ``resource_version`` (the emulator's write history)."""
+    assert sandbox.emulator is not None
+    for record in sandbox.emulator.history(namespace=NAMESPACE, name=ROUTE_NAME):
+        if record.resource_version == resource_version and record.changed:
+            return record.time
+    return None
+
+
+@contextlib.contextmanager
+def live_view(stream: TextIO) -> Iterator[Callable[[LiveState], None]]:
+    """A rich live table on ``stream`` (stderr), updated with each :class:`LiveState`."""
+    from rich.console import Console  # noqa: PLC0415 (only the demo needs rich's live view)
+    from rich.live import Live  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    console = Console(file=stream)
+
+    def render(state: LiveState) -> Table:
+        table = Table(title="canaryctl demo: tcp-echo v1 -> v2", show_header=False, min_width=60)
+        share = "-" if state.share is None else f"{state.share:.1%}"
+        rows = [
+            ("phase", state.phase),
+            ("step", state.step or "-"),
+            ("target weight", "-" if state.weight is None else f"{state.weight} %"),
+            ('observed "two" share (this step)', share),
+            ("connections (this step)", str(state.connections)),
+            ("errors (this step)", str(state.errors)),
+            ("last verdict", (state.verdict[:70] + "...") if len(state.verdict) > 70 else state.verdict or "-"),
+            ("time", f"{state.elapsed:.1f} s"),
+        ]
+        if state.note:
+            rows.append(("fault", state.note))
+        for key, value in rows:
+            table.add_row(key, value)
+        return table
+
+    with Live(render(LiveState()), console=console, refresh_per_second=4, transient=False) as live:
+        yield lambda state: live.update(render(state))
