@@ -119,6 +119,7 @@ def test_nan_from_a_custom_query_is_inconclusive_with_the_cause(mesh: Mesh, metr
         ("canaryWorkload", 'tcp-echo-v2"} or vector(1) #'),
         ("namespace", "shop} or up{"),
         ("stableWorkload", "a\nb"),
+        ("canaryCluster", 'outbound|9000|v2|x"} or vector(1) #'),
     ],
 )
 def test_promql_injection_through_policy_fields_is_rejected_by_lint(field: str, value: str) -> None:
@@ -126,6 +127,14 @@ def test_promql_injection_through_policy_fields_is_rejected_by_lint(field: str, 
     doc["spec"]["analysis"]["selector"][field] = value
     _, problems = validate_policy(doc)
     assert any(p.dotted == f"spec.analysis.selector.{field}" for p in problems), problems
+
+
+def test_istio_cluster_names_are_valid_selectors() -> None:
+    doc = _policy("shop").model_dump(mode="json")
+    doc["spec"]["analysis"]["selector"]["canaryCluster"] = "outbound|9000|v2|tcp-echo.shop.svc.cluster.local"
+    doc["spec"]["analysis"]["selector"]["stableCluster"] = "outbound|9000||tcp-echo-v1.shop.svc.cluster.local"
+    _, problems = validate_policy(doc)
+    assert problems == []
 
 
 def test_prometheus_stopped_mid_step_is_inconclusive_and_the_step_holds_then_recovers(
