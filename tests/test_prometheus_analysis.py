@@ -104,6 +104,40 @@ def test_step_zero_observes_the_stable_baseline() -> None:
     assert "stable baseline observed" in result.reason
 
 
+class WeightHundredMetrics(ScriptedMetrics):
+    """Stable had traffic before the last step started and none since (all of it goes to the canary)."""
+
+    def __init__(self, canary: tuple[float, float], stable_before: tuple[float, float]) -> None:
+        super().__init__()
+        self.canary = canary
+        self.stable_before = stable_before
+
+    def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
+        self.queries.append((query, at))
+        errors_query = 'response_flags!="-"' in query
+        if 'destination_workload="tcp-echo-v2"' in query:
+            return QueryOutcome(query=query, value=self.canary[0] if errors_query else self.canary[1])
+        counts = self.stable_before if at <= T0 else (0, 0)
+        return QueryOutcome(query=query, value=counts[0] if errors_query else counts[1])
+
+
+def test_at_weight_100_the_canary_is_compared_with_the_stable_baseline_of_the_step_before() -> None:
+    final = T0 + timedelta(minutes=2, seconds=1)
+    healthy = WeightHundredMetrics(canary=(0, 2000), stable_before=(1, 1000))
+    result = PrometheusAnalysis(healthy).verdict(policy=_policy(), status=_status(weight=100, index=3), now=final)
+    assert result is not None
+    assert result.verdict == Verdict.PASS, result.reason
+    assert "stable baseline: the 120 s before this step" in result.reason
+    stable_queries = [(q, at) for q, at in healthy.queries if "tcp-echo-v1" in q]
+    assert stable_queries
+    assert all(at == T0 for _, at in stable_queries), "the baseline is read at the step's start"
+    assert all("offset 120s" in q for q, _ in stable_queries), "over one step duration"
+    regressed = WeightHundredMetrics(canary=(60, 2000), stable_before=(1, 1000))
+    failed = PrometheusAnalysis(regressed).verdict(policy=_policy(), status=_status(weight=100, index=3), now=final)
+    assert failed is not None
+    assert failed.verdict == Verdict.FAIL, failed.reason
+
+
 def test_a_new_step_is_evaluated_afresh() -> None:
     metrics = ScriptedMetrics()
     analysis = PrometheusAnalysis(metrics)

@@ -6,11 +6,13 @@
   step's age unless the check fixes its own ``window``): only that PASS advances the step.
 * A window never reaches back before the step started: a short step or a fresh one has a short window,
   never one that mixes in the previous weight's traffic.
+* At weight 100 nothing goes to stable, so a comparison with stable uses stable's baseline from the
+  previous step: the stable query is evaluated at the step's start over one step duration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.core.durations import parse_go_duration
@@ -94,7 +96,11 @@ class PrometheusAnalysis:
             configured = parse_go_duration(check.window) if check.window else None
             wanted = configured or (age if final else analysis.interval_seconds)
             variables = variables_for(policy, window_seconds=min(wanted, age), step_start=status.step_started_at)
-            results.append(self._check(policy, check, variables, weight=status.weight or 0, at=now))
+            results.append(
+                self._check(
+                    policy, check, variables, weight=status.weight or 0, at=now, step_start=status.step_started_at
+                )
+            )
         verdict, reason = combine(results)
         return AnalysisResult(
             run_id=status.run_id,
@@ -133,16 +139,27 @@ class PrometheusAnalysis:
         return SideData(errors=self._query(policy, counts.errors, at), total=self._query(policy, counts.total, at))
 
     def _check(
-        self, policy: CanaryPolicy, check: MetricCheck, variables: Variables, *, weight: int, at: datetime
+        self,
+        policy: CanaryPolicy,
+        check: MetricCheck,
+        variables: Variables,
+        *,
+        weight: int,
+        at: datetime,
+        step_start: datetime,
     ) -> CheckResult:
         canary = self._side(policy, check, variables, "canary", at)
         wants_stable = check.compare_to_stable is not None or check.count_test is not None
         has_stable = (
             variables.stable_workload if check.template != "envoy-tcp-connect-error-ratio" else variables.stable_cluster
         ) is not None
-        stable = (
-            self._side(policy, check, variables, "stable", at)
-            if wants_stable or (weight == 0 and has_stable and check.query is None)
-            else None
-        )
-        return judge(check, canary, stable, weight=weight)
+        if not (wants_stable or (weight == 0 and has_stable and check.query is None)):
+            return judge(check, canary, None, weight=weight)
+        if weight < 100:
+            return judge(check, canary, self._side(policy, check, variables, "stable", at), weight=weight)
+        # Weight 100: stable serves nothing now; its baseline is the step before this one.
+        duration = policy.spec.schedule.step_duration_seconds
+        baseline_vars = replace(variables, window_seconds=duration, step_start=step_start.timestamp() - duration)
+        stable = self._side(policy, check, baseline_vars, "stable", step_start)
+        result = judge(check, canary, stable, weight=weight)
+        return replace(result, reason=f"{result.reason} (stable baseline: the {duration:g} s before this step)")
