@@ -528,7 +528,7 @@ def test_monitoring_disruption_budget_and_scheduling(helm_results: dict[str, Out
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
     assert monitor["spec"]["selector"]["matchLabels"] == selector
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {"port": "http", "path": "/metrics", "honorLabels": True, "interval": "15s", "scrapeTimeout": "10s"}
     ]
     budget = only(outcome, "PodDisruptionBudget")  # two replicas: a budget without asking
     assert budget["apiVersion"] == "policy/v1"
