@@ -500,6 +500,9 @@ def _result(
             "api": None if api_time is None else round(api_time - onset, 3),
             "envoy": None if restore.confirmed_at is None else round(restore.confirmed_at - onset, 3),
         }
+        visible = _first_scraped_failure(sandbox.prometheus, canary_cluster)
+        if visible is not None:
+            latency["scraped"] = round(visible - onset, 3)
         # Nothing reaches v2 after the reload: Envoy's own count of connections it opened to v2.
         before = sandbox.envoy.stats(canary_cluster).upstream_cx_total
         time.sleep(max(1.0, 2.0 / options.rate))
@@ -530,6 +533,19 @@ def _result(
         phase_message=str((status or {}).get("message", "")),
         seconds=seconds,
     )
+
+
+def _first_scraped_failure(prometheus: PrometheusProcess, cluster: str) -> float | None:
+    """When Prometheus first scraped a connect failure of ``cluster`` (monotonic s), from its raw samples."""
+    selector = f'envoy_cluster_upstream_cx_connect_fail{{envoy_cluster_name="{cluster}"}}[10m]'
+    try:
+        series = prometheus.api("query", query=selector)["result"]
+    except SandboxError:
+        return None
+    stamps = [float(ts) for entry in series for ts, value in entry.get("values", []) if float(value) > 0]
+    if not stamps:
+        return None
+    return min(stamps) - (time.time() - time.monotonic())
 
 
 def _api_write_time(sandbox: Sandbox, resource_version: str) -> float | None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,3 +159,43 @@ def test_a_sandbox_that_cannot_start_says_which_component_and_why(tmp_path: Any)
     assert "the sandbox could not start: prometheus: not installed" in done.stderr
     assert "apt-get install prometheus" in done.stderr
     assert done.stdout == ""
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_stops_everything_the_demo_started() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "controller", "demo", "--json", "--step-seconds", "30"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while time.monotonic() < deadline and len(children) < 3:  # Envoy, Prometheus, Alertmanager
+            time.sleep(0.2)
+            children = _children(demo.pid)
+        assert len(children) >= 3, f"the demo did not start its servers: {children}"
+        time.sleep(1)
+        demo.send_signal(signal.SIGINT)
+        _, stderr = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 130, stderr[-2000:]
+    assert "interrupted; everything it started is stopped" in stderr
+    alive = {pid for pid in children if Path(f"/proc/{pid}").exists()}
+    assert not alive, f"still running after Ctrl-C: {alive}"
