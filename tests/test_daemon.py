@@ -127,3 +127,18 @@ def test_election_timing_settings_must_be_ordered(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CANARY_RENEW_DEADLINE_SECONDS", "6")
     with pytest.raises(ValueError, match="CANARY_RENEW_DEADLINE_SECONDS < CANARY_LEASE_DURATION_SECONDS"):
         Settings()
+
+
+def test_passes_in_the_middle_of_a_step_write_nothing() -> None:
+    controller, _, store, _ = _world(["a"], slow=set())
+    for _ in range(3):  # start the run, write the first weight, see it live
+        controller.tick()
+        time.sleep(0.15)
+    _, version = store.saved[("shop", "a")]
+    for _ in range(5):  # over two seconds: anything counting down in whole seconds would change
+        controller.tick()
+        time.sleep(0.5)
+    controller.shutdown(timeout=2)
+    status, later = store.saved[("shop", "a")]
+    assert status.phase == "Progressing"
+    assert later == version, f"{later - version} status writes while nothing changed ({status.message!r})"

@@ -813,7 +813,9 @@ def _progressing(work: _Pass) -> None:
     elapsed = (work.now - status.step_started_at).total_seconds()
     duration = work.policy.spec.schedule.step_duration_seconds
     if elapsed < duration:
-        status.message = f"step {status.step_index + 1}/{len(work.steps)}: {int(duration - elapsed)}s left"
+        # Constant for the whole step, so a pass that changes nothing writes nothing (no countdown here).
+        ends = (status.step_started_at + timedelta(seconds=duration)).isoformat(timespec="seconds")
+        status.message = f"step {status.step_index + 1}/{len(work.steps)} at weight {status.weight}: ends {ends}"
         return
     gate = status.step_started_at + timedelta(seconds=duration)
     if (
