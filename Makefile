@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps lint test demo schema clean
+.PHONY: help venv deps lint test demo bench schema clean
 
 help:
 	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
 	@echo "             (DEMO_ARGS='--fault-at 50' for the rollback run)"
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
+	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about 25 min)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
 
 $(STAMP): pyproject.toml
@@ -33,8 +34,8 @@ deps:
 	@echo "alertmanager: $$(prometheus-alertmanager --version 2>&1 | head -1)"
 
 lint: venv
-	$(BIN)/ruff check controller tests
-	$(BIN)/ruff format --check controller tests
+	$(BIN)/ruff check controller tests benchmarks
+	$(BIN)/ruff format --check controller tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -43,6 +44,13 @@ test: lint deps
 
 demo: venv deps
 	$(BIN)/canaryctl demo $(DEMO_ARGS)
+
+# Benchmarks measure; they assert nothing. Each writes its JSON, then report.py merges latest.json/latest.md.
+bench: venv deps
+	$(BIN)/python -m benchmarks.rollback_latency --out benchmarks/results
+	$(BIN)/python -m benchmarks.scale --out benchmarks/results
+	$(BIN)/python -m benchmarks.judgement_accuracy --out benchmarks/results
+	$(BIN)/python -m benchmarks.report --out benchmarks/results
 
 schema: venv
 	$(BIN)/canaryctl schema > policies/canarypolicy.schema.json

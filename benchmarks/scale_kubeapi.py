@@ -1,0 +1,196 @@
+"""The Kubernetes API emulator of the scale benchmark, as a process of its own that counts every request.
+
+``python -m benchmarks.scale_kubeapi --crd FILE --virtualservice FILE --count N --kubeconfig PATH`` loads
+``N`` copies of the VirtualService (namespaces ``bench-0000``, ``bench-0001``...), serves them, writes a
+kubeconfig, prints the URL on the first line of standard output, and then answers commands read from
+standard input, one JSON line per command:
+
+* ``phases``: how many file-mode status ConfigMaps (in ``--controller-namespace``) are in each phase;
+  ``missing`` counts the rollouts without one yet.
+* ``dump PATH``: writes every request served so far (``[monotonic time, verb, resource, subresource,
+  namespace, name]``) and every write (with the canary weight of a written VirtualService, and the status
+  fields a status ConfigMap write changed) to ``PATH`` as JSON; answers with the counts.
+
+It exits when standard input closes (so it never outlives the benchmark), or on SIGTERM or SIGINT.
+Requests are counted where the emulator routes them (fault injection sees every request), so
+discovery calls are counted too, and watches once, when they open. Times are ``time.monotonic()``, which is
+the same clock in every process of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from controller.sandbox.kubeapi import Fault, FaultInjector, KubeApiEmulator
+from controller.sandbox.kubeapi.faults import RequestInfo
+from controller.sandbox.kubeapi.store import ObjectStore
+
+NAMESPACE_PREFIX = "bench-"
+CANARY_SUBSET = "v2"
+
+RequestRow = tuple[float, str, str, str, str, str]
+
+
+def namespace_of(index: int) -> str:
+    """The namespace of rollout ``index``."""
+    return f"{NAMESPACE_PREFIX}{index:04d}"
+
+
+class CountingFaults(FaultInjector):
+    """A fault injector without rules that notes every request it is asked about."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        super().__init__(store)
+        self.requests: list[RequestRow] = []
+
+    def take(self, info: RequestInfo) -> Fault | None:
+        """Note the request (list.append is atomic), then apply the rules (there are none)."""
+        self.requests.append(
+            (
+                time.monotonic(),
+                info.verb,
+                info.plural or info.path,
+                info.subresource or "",
+                info.namespace or "",
+                info.name or "",
+            )
+        )
+        return super().take(info)
+
+
+def canary_weight(obj: dict[str, Any]) -> int | None:
+    """The weight of the canary subset in a VirtualService's tcp routes (None when it has no canary)."""
+    for route in (obj.get("spec") or {}).get("tcp") or []:
+        for entry in route.get("route") or []:
+            if (entry.get("destination") or {}).get("subset") == CANARY_SUBSET:
+                return int(entry.get("weight") or 0)
+    return None
+
+
+def changed_fields(previous: dict[str, dict[str, Any]], name: str, obj: dict[str, Any]) -> list[str]:
+    """The top-level fields of a status ConfigMap's ``data.status`` that differ from its previous write."""
+    raw = (obj.get("data") or {}).get("status")
+    status: dict[str, Any] = json.loads(raw) if raw else {}
+    before = previous.get(name, {})
+    previous[name] = status
+    return sorted(key for key in set(status) | set(before) if status.get(key) != before.get(key))
+
+
+def phases(emulator: KubeApiEmulator, namespace: str, count: int) -> dict[str, int]:
+    """Rollouts per phase, from the status ConfigMaps."""
+    found: Counter[str] = Counter()
+    for item in emulator.list("configmaps", namespace=namespace):
+        raw = (item.get("data") or {}).get("status")
+        if not raw:
+            continue
+        found[str(json.loads(raw).get("phase"))] += 1
+    found["missing"] = max(0, count - sum(found.values()))
+    return dict(found)
+
+
+def verdicts(emulator: KubeApiEmulator, namespace: str) -> dict[str, int]:
+    """Rollouts per last analysis verdict (its text cut to 160 characters), from the status ConfigMaps."""
+    found: Counter[str] = Counter()
+    for item in emulator.list("configmaps", namespace=namespace):
+        raw = (item.get("data") or {}).get("status")
+        if raw:
+            found[str(json.loads(raw).get("lastVerdict"))[:160]] += 1
+    return dict(found.most_common(10))
+
+
+def dump(emulator: KubeApiEmulator, faults: CountingFaults, path: str) -> dict[str, int]:
+    """Write the request log and the write history to ``path``."""
+    requests = list(faults.requests)
+    writes = []
+    statuses: dict[str, dict[str, Any]] = {}
+    for record in emulator.history(source="http"):
+        write: dict[str, Any] = {
+            "time": record.time,
+            "verb": record.verb,
+            "resource": record.resource,
+            "subresource": record.subresource,
+            "namespace": record.namespace,
+            "name": record.name,
+            "changed": record.changed,
+        }
+        if record.resource.startswith("virtualservices."):
+            write["weight"] = canary_weight(record.object)
+        elif record.resource == "configmaps":
+            write["status_fields_changed"] = changed_fields(statuses, record.name, record.object)
+        writes.append(write)
+    Path(path).write_text(json.dumps({"requests": requests, "writes": writes}), encoding="utf-8")
+    return {"requests": len(requests), "writes": len(writes)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale_kubeapi", description=__doc__)
+    parser.add_argument("--crd", required=True, help="the VirtualService CRD manifest")
+    parser.add_argument("--virtualservice", required=True, help="a YAML file holding the VirtualService to copy")
+    parser.add_argument("--count", type=int, required=True, help="how many copies (one namespace each)")
+    parser.add_argument("--controller-namespace", default="canary-system")
+    parser.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig for the emulator")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Load, serve, answer commands until standard input closes or a signal arrives."""
+    args = build_parser().parse_args(argv)
+    with open(args.virtualservice, encoding="utf-8") as stream:
+        documents = [doc for doc in yaml.safe_load_all(stream) if isinstance(doc, dict)]
+    template = next(doc for doc in documents if doc.get("kind") == "VirtualService")
+    emulator = KubeApiEmulator(crds=[args.crd])
+    faults = CountingFaults(emulator.store)
+    emulator.faults = faults
+    emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": args.controller_namespace}})
+    for index in range(args.count):
+        emulator.put(copy.deepcopy(template), namespace=namespace_of(index))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stop.set()
+        sys.stdin.close()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with emulator:
+        emulator.write_kubeconfig(args.kubeconfig)
+        print(emulator.url, flush=True)
+        try:
+            for line in sys.stdin:
+                words = line.split()
+                if not words:
+                    continue
+                reply: dict[str, Any]
+                if words[0] == "phases":
+                    reply = phases(emulator, args.controller_namespace, args.count)
+                elif words[0] == "verdicts":
+                    reply = verdicts(emulator, args.controller_namespace)
+                elif words[0] == "dump" and len(words) == 2:
+                    reply = dump(emulator, faults, words[1])
+                else:
+                    reply = {"error": f"unknown command {line.strip()!r}"}
+                print(json.dumps(reply), flush=True)
+                if stop.is_set():
+                    break
+        except (ValueError, OSError):  # stdin closed by the signal handler
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
