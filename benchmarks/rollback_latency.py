@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -200,7 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--scrapes", default="1,5", help="comma-separated scrape intervals in seconds")
     args = parser.parse_args(argv)
-    settings = [run_setting(float(s), args.runs) for s in args.scrapes.split(",")]
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Each demo run stops everything it started on KeyboardInterrupt; make SIGTERM and SIGINT raise it.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        settings = [run_setting(float(s), args.runs) for s in args.scrapes.split(",")]
+    except KeyboardInterrupt:
+        print("interrupted: every process stopped", file=sys.stderr)
+        return 130
     report = {
         "benchmark": "rollback_latency",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -234,6 +234,7 @@ def demo(
     Exit 0 when the outcome is the expected one (promoted; rolled back with --fault-at), 1 otherwise, 2 when
     the sandbox could not start.
     """
+    import signal  # noqa: PLC0415
     import sys  # noqa: PLC0415
     from contextlib import nullcontext  # noqa: PLC0415
 
@@ -248,6 +249,13 @@ def demo(
         scrape_seconds=scrape_seconds,
         analysis_seconds=max(scrape_seconds * 2, 1.0),
     )
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (and SIGINT even when a parent shell ignored it) stop the demo the way Ctrl-C does: cleanly.
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with nullcontext(None) if as_json else live_view(sys.stderr) as update:
             result = run_demo(options, on_update=update)

@@ -168,8 +168,8 @@ class ManagedServer:
             self._http.close()
             self._http = None
 
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        """``GET path`` on the server."""
+    def get(self, path: str, params: Any = None) -> httpx.Response:
+        """``GET path`` on the server (``params``: a mapping or a list of pairs)."""
         if self._http is None:
             raise SandboxError(self.component, "not running")
         return self._http.get(path, params=params)
@@ -241,7 +241,7 @@ class PrometheusProcess(ManagedServer):
 
     def api(self, path: str, **params: Any) -> Any:
         """``data`` of a successful ``/api/v1/<path>`` call (SandboxError otherwise)."""
-        answer = self.get(f"/api/v1/{path}", **params)
+        answer = self.get(f"/api/v1/{path}", params)
         body = answer.json()
         if answer.status_code != 200 or body.get("status") != "success":
             raise SandboxError(self.component, f"/api/v1/{path} {params}: HTTP {answer.status_code}: {body}")
@@ -285,14 +285,32 @@ class AlertmanagerProcess(ManagedServer):
             "--log.level=warn",
         ]
 
-    def alerts(self, *matchers: str, active: bool = True) -> list[dict[str, Any]]:
-        """``GET /api/v2/alerts`` with ``filter`` matchers (``alertname="X"``), silenced and inhibited included."""
-        if self._http is None:
-            raise SandboxError(self.component, "not running")
-        params: list[tuple[str, str | int | float | bool | None]] = [("filter", matcher) for matcher in matchers]
-        params.append(("active", str(active).lower()))
-        answer = self._http.get("/api/v2/alerts", params=params)
+    def alerts(
+        self,
+        *matchers: str,
+        active: bool = True,
+        silenced: bool = True,
+        inhibited: bool = True,
+        unprocessed: bool = True,
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v2/alerts`` with ``filter`` matchers (``alertname="X"``) and the state flags."""
+        params: list[tuple[str, str]] = [("filter", matcher) for matcher in matchers]
+        params += [
+            ("active", str(active).lower()),
+            ("silenced", str(silenced).lower()),
+            ("inhibited", str(inhibited).lower()),
+            ("unprocessed", str(unprocessed).lower()),
+        ]
+        answer = self.get("/api/v2/alerts", params)
         if answer.status_code != 200:
             raise SandboxError(self.component, f"GET /api/v2/alerts: HTTP {answer.status_code}: {answer.text}")
         alerts: list[dict[str, Any]] = answer.json()
         return alerts
+
+    def received(self, status: str) -> float:
+        """``alertmanager_alerts_received_total{status=...}`` summed over API versions (firing or resolved)."""
+        total = 0.0
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith("alertmanager_alerts_received_total{") and f'status="{status}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total

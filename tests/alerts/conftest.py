@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 import uuid
 from collections import deque
@@ -21,15 +20,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Self
 
 import httpx
 import pytest
-import yaml
 
 from controller.core.alerts import AlertMessage, FailingCheck, graph_url
-from tests.prom.servers import WaitTimeout, free_port, wait_until
+from controller.sandbox.processes import AlertmanagerProcess
+from tests.prom.servers import free_port
 
 PROMETHEUS_URL = "http://prometheus.istio-system:9090"
 ERROR_RATE_QUERY = (
@@ -275,142 +273,8 @@ def receiver() -> Iterator[Receiver]:
 # -------------------------------------------------------------------------------------------- Alertmanager
 
 
-def alertmanager_config() -> dict[str, Any]:
-    """One ``null`` receiver; alerts are dispatched at once and never re-notified during a test."""
-    return {
-        "route": {
-            "receiver": "null",
-            "group_by": ["alertname", "policy", "namespace"],
-            "group_wait": "0s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [{"name": "null"}],
-    }
-
-
-@dataclass
-class AlertmanagerServer:
-    """One ``prometheus-alertmanager`` process on 127.0.0.1 with its own config and storage directory.
-
-    Args:
-        binary: path of the executable.
-        workdir: where the config, the log and the storage go.
-    """
-
-    binary: str
-    workdir: Path
-    port: int = 0
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _http: httpx.Client | None = field(default=None, init=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        """The server's combined stdout/stderr."""
-        return self.workdir / "alertmanager.log"
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server log."""
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def start(self, *, timeout: float = 30.0, attempts: int = 3) -> None:
-        """Start the process and wait until ``/-/ready`` answers 200 (a new port if the chosen one was taken).
-
-        Raises:
-            WaitTimeout: not ready in time, or the process exited (the message has the log's tail).
-        """
-        for attempt in range(attempts):
-            try:
-                self._start_once(timeout)
-                return
-            except WaitTimeout:
-                self.stop()
-                if attempt == attempts - 1 or "address already in use" not in self.log_tail():
-                    raise
-
-    def _start_once(self, timeout: float) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config_path = self.workdir / "alertmanager.yml"
-        config_path.write_text(yaml.safe_dump(alertmanager_config(), sort_keys=False))
-        self.port = free_port()
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={config_path}",
-                    f"--storage.path={self.workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--cluster.listen-address=",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self._http = httpx.Client(base_url=self.url, timeout=5.0)
-        wait_until(self._ready, timeout=timeout, message=lambda: f"alertmanager not ready:\n{self.log_tail()}")
-
-    def _ready(self) -> bool:
-        assert self._process is not None
-        assert self._http is not None
-        if self._process.poll() is not None:
-            raise WaitTimeout(f"alertmanager exited with {self._process.returncode}:\n{self.log_tail()}")
-        try:
-            return self._http.get("/-/ready").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> None:
-        """Terminate (then kill) the process and close the HTTP client."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
-        self._process = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-
-    def alerts(
-        self,
-        *matchers: str,
-        active: bool = True,
-        silenced: bool = True,
-        inhibited: bool = True,
-        unprocessed: bool = True,
-    ) -> list[dict[str, Any]]:
-        """``GET /api/v2/alerts`` with ``filter`` matchers (``alertname="X"``) and the state flags."""
-        assert self._http is not None, "alertmanager is not running"
-        params: list[tuple[str, str | int | float | bool | None]] = [("filter", matcher) for matcher in matchers]
-        params += [
-            ("active", str(active).lower()),
-            ("silenced", str(silenced).lower()),
-            ("inhibited", str(inhibited).lower()),
-            ("unprocessed", str(unprocessed).lower()),
-        ]
-        answer = self._http.get("/api/v2/alerts", params=params)
-        assert answer.status_code == 200, f"GET /api/v2/alerts: HTTP {answer.status_code}: {answer.text}"
-        alerts: list[dict[str, Any]] = answer.json()
-        return alerts
-
-    def received(self, status: str) -> float:
-        """``alertmanager_alerts_received_total{status=...}`` over API versions (firing or resolved)."""
-        assert self._http is not None, "alertmanager is not running"
-        total = 0.0
-        for line in self._http.get("/metrics").text.splitlines():
-            if line.startswith("alertmanager_alerts_received_total{") and f'status="{status}"' in line:
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+# The sandbox's Alertmanager (no clustering, a null receiver, alerts dispatched at once) is the tests' too.
+AlertmanagerServer = AlertmanagerProcess
 
 
 @pytest.fixture(scope="session")
@@ -422,7 +286,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmana
             "Debian's prometheus-alertmanager is not installed (tests/alerts run a real Alertmanager): run make deps",
             pytrace=False,
         )
-    server = AlertmanagerServer(binary=binary, workdir=tmp_path_factory.mktemp("alertmanager"))
+    server = AlertmanagerServer(tmp_path_factory.mktemp("alertmanager"), binary=binary)
     try:
         server.start()
         yield server

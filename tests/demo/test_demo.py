@@ -173,7 +173,8 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def test_ctrl_c_stops_everything_the_demo_started() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(signum: int) -> None:
     demo = subprocess.Popen(
         [sys.executable, "-m", "controller", "demo", "--json", "--step-seconds", "30"],
         cwd=REPO,
@@ -189,7 +190,7 @@ def test_ctrl_c_stops_everything_the_demo_started() -> None:
             children = _children(demo.pid)
         assert len(children) >= 3, f"the demo did not start its servers: {children}"
         time.sleep(1)
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(signum)
         _, stderr = demo.communicate(timeout=30)
     finally:
         if demo.poll() is None:
@@ -198,4 +199,4 @@ def test_ctrl_c_stops_everything_the_demo_started() -> None:
     assert demo.returncode == 130, stderr[-2000:]
     assert "interrupted; everything it started is stopped" in stderr
     alive = {pid for pid in children if Path(f"/proc/{pid}").exists()}
-    assert not alive, f"still running after Ctrl-C: {alive}"
+    assert not alive, f"still running after {signal.Signals(signum).name}: {alive}"

@@ -26,14 +26,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
-import yaml
+
+from controller.sandbox.processes import PrometheusProcess
 
 T = TypeVar("T")
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
@@ -434,9 +434,8 @@ def prometheus_config(jobs: Mapping[str, Mapping[str, Any]] | None = None) -> di
     }
 
 
-@dataclass
-class PrometheusServer:
-    """One ``prometheus`` process on 127.0.0.1 with its own config and TSDB directory.
+class PrometheusServer(PrometheusProcess):
+    """The sandbox's Prometheus process, with the queries and waits the tests need.
 
     Args:
         binary: path of the ``prometheus`` executable.
@@ -446,103 +445,10 @@ class PrometheusServer:
         retention: ``--storage.tsdb.retention.time``.
     """
 
-    binary: str
-    workdir: Path
-    config: dict[str, Any]
-    data_dir: Path | None = None
-    retention: str = "1d"
-    port: int = 0
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _http: httpx.Client | None = field(default=None, init=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        """The server's combined stdout/stderr."""
-        return self.workdir / "prometheus.log"
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server log."""
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def start(self, *, timeout: float = 30.0, attempts: int = 3) -> None:
-        """Start the process and wait until ``/-/ready`` answers 200.
-
-        A port taken between choosing and binding it (another process was quicker) means a new port.
-
-        Raises:
-            WaitTimeout: not ready in time, or the process exited (the message has the log's tail).
-        """
-        for attempt in range(attempts):
-            try:
-                self._start_once(timeout)
-                return
-            except WaitTimeout:
-                self.stop()
-                if attempt == attempts - 1 or "address already in use" not in self.log_tail():
-                    raise
-
-    def _start_once(self, timeout: float) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        config_path = self.workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        data_dir = self.data_dir or self.workdir / "data"
-        self.port = free_port()
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    self.binary,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={data_dir}",
-                    f"--storage.tsdb.retention.time={self.retention}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self._http = httpx.Client(base_url=self.url, timeout=5.0)
-        wait_until(self._ready, timeout=timeout, message=lambda: f"prometheus not ready:\n{self.log_tail()}")
-
-    def _ready(self) -> bool:
-        assert self._process is not None
-        assert self._http is not None
-        if self._process.poll() is not None:
-            raise WaitTimeout(f"prometheus exited with {self._process.returncode}:\n{self.log_tail()}")
-        try:
-            return self._http.get("/-/ready").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> None:
-        """Terminate (then kill) the process and close the HTTP client."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=10)
-        self._process = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    def __init__(
+        self, *, binary: str, workdir: Path, config: dict[str, Any], data_dir: Path | None = None, retention: str = "1d"
     ) -> None:
-        self.stop()
+        super().__init__(workdir, config, data_dir=data_dir, retention=retention, binary=binary)
 
     def api(self, path: str, **params: Any) -> Any:
         """``data`` of a successful ``/api/v1/<path>`` call.
@@ -550,8 +456,7 @@ class PrometheusServer:
         Raises:
             AssertionError: Prometheus answered with an error.
         """
-        assert self._http is not None, "prometheus is not running"
-        answer = self._http.get(f"/api/v1/{path}", params=params)
+        answer = self.get(f"/api/v1/{path}", params)
         body = answer.json()
         if answer.status_code != 200 or body.get("status") != "success":
             raise AssertionError(f"/api/v1/{path} {params}: HTTP {answer.status_code}: {body}")
