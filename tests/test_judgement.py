@@ -153,3 +153,18 @@ def test_combine_fails_on_any_failure_and_never_passes_on_inconclusive() -> None
     assert combine([passed, unsure])[0] == Verdict.INCONCLUSIVE
     assert combine([passed, unsure, failed])[0] == Verdict.FAIL
     assert combine([passed])[0] == Verdict.PASS
+
+
+def test_each_look_spends_only_its_share_of_the_steps_error_budget() -> None:
+    check = MetricCheck.model_validate({"name": "e", "template": "istio-tcp-connect-error-ratio", "countTest": {}})
+    canary, stable = _side(4, 300), _side(1, 1200)  # one-sided Fisher p = 0.0066
+    alone = judge(check, canary, stable, weight=20)
+    assert alone.verdict == Verdict.FAIL
+    assert alone.threshold == "binomial test at 99%"
+    in_step = judge(check, canary, stable, weight=20, alpha_share=1 / 6)
+    assert in_step.verdict == Verdict.PASS, in_step.reason
+    clear = judge(check, _side(9, 300), stable, weight=20, alpha_share=1 / 6)  # p = 3.8e-06
+    assert clear.verdict == Verdict.FAIL
+    assert clear.threshold == "binomial test at 99.8333%"
+    with pytest.raises(ValueError, match="alpha_share"):
+        judge(check, canary, stable, weight=20, alpha_share=0)

@@ -87,6 +87,11 @@ def test_a_regressed_canary_fails_and_a_thin_one_is_inconclusive() -> None:
     result = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(seconds=31))
     assert result is not None
     assert result.verdict == Verdict.FAIL
+    # A 2m step checked every 30s: 3 in-step looks share half of the 1 % budget, the final gate the rest.
+    assert result.checks[0]["threshold"] == "binomial test at 99.8333%"
+    final = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(minutes=2))
+    assert final is not None
+    assert final.checks[0]["threshold"] == "binomial test at 99.5%"
     metrics.counts["tcp-echo-v2"] = (0, 20)
     thin = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(seconds=31))
     assert thin is not None

@@ -15,6 +15,11 @@ statistics rather than a fixed threshold on a noisy ratio:
   refusing every connection fails after a few of them (10 failures in 10 connections give a 99 % lower
   bound of 0.63).
 * **Sample size** (``minConnections``, default 100): below it an error ratio cannot PASS.
+* **One error budget per step.** A step is judged several times (every interval, then the final gate),
+  and each look at a healthy canary is a chance of a false FAIL. The caller gives each look a share of
+  ``1 - confidence`` (``alpha_share``): the analysis service gives half to the final gate and splits the
+  other half over the in-step checks (Bonferroni), so ``confidence`` bounds the false-rollback rate of a
+  whole step, not of one look.
 
 Any query error (unreachable, timeout, NaN, several series) is INCONCLUSIVE with its cause; no data
 follows the check's ``onNoData``. A step never advances on INCONCLUSIVE.
@@ -215,8 +220,16 @@ def _no_data(check: MetricCheck, why: str, base: _Base) -> CheckResult:
     return base.result(verdict, f"no data: {why} (onNoData: {check.on_no_data})")
 
 
-def judge(check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int) -> CheckResult:
-    """Judge one check from the measurements of the canary and, when needed, the stable version."""
+def judge(
+    check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, alpha_share: float = 1.0
+) -> CheckResult:
+    """Judge one check from the measurements of the canary and, when needed, the stable version.
+
+    ``alpha_share`` (0 < share <= 1): the part of ``1 - confidence`` this look may spend (see the module
+    docstring); 1 judges it alone at the check's confidence.
+    """
+    if not 0 < alpha_share <= 1:
+        raise ValueError(f"alpha_share must be in (0, 1], got {alpha_share}")
     queries = [
         o.query
         for side in (canary, stable)
@@ -232,7 +245,7 @@ def judge(check: MetricCheck, canary: SideData, stable: SideData | None, *, weig
     if error is not None:
         return base.result(Verdict.INCONCLUSIVE, f"query failed: {error}")
     if check.is_error_ratio:
-        return _judge_ratio(check, canary, stable, weight=weight, base=base)
+        return _judge_ratio(check, canary, stable, weight=weight, base=base, alpha_share=alpha_share)
     return _judge_value(check, canary, stable, weight=weight, base=base)
 
 
@@ -279,6 +292,11 @@ def _judge_value(
     return base.result(verdict=Verdict.PASS, reason=f"{_fmt(value)} within limits", **numbers)
 
 
+def _pct(confidence: float) -> str:
+    """A confidence as a short percentage: 99%, 99.5%, 99.875%."""
+    return f"{confidence * 100:.6g}%"
+
+
 def _counts(side: SideData) -> tuple[float | None, float | None]:
     errors = side.errors.value if side.errors is not None else None
     total = side.total.value if side.total is not None else None
@@ -286,9 +304,10 @@ def _counts(side: SideData) -> tuple[float | None, float | None]:
 
 
 def _judge_ratio(
-    check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, base: _Base
+    check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, base: _Base, alpha_share: float
 ) -> CheckResult:
-    confidence = check.count_test.confidence if check.count_test is not None else DEFAULT_CONFIDENCE
+    stated = check.count_test.confidence if check.count_test is not None else DEFAULT_CONFIDENCE
+    confidence = 1.0 - (1.0 - stated) * alpha_share
     minimum = check.min_connections if check.min_connections is not None else DEFAULT_MIN_CONNECTIONS
     errors, total = _counts(canary)
     stable_errors, stable_total = _counts(stable) if stable is not None else (None, None)
@@ -333,7 +352,7 @@ def _judge_ratio(
                 verdict=Verdict.FAIL,
                 reason=f"canary {measured} is worse than stable {k_s}/{n_s} ({(stable_rate or 0):.4%}): "
                 f"one-sided {check.count_test.method} p={p_value:.2g} < {1 - confidence:.2g}",
-                threshold=f"{check.count_test.method} test at {confidence:.0%}",
+                threshold=f"{check.count_test.method} test at {_pct(confidence)}",
                 **numbers,
             )
     limits: list[tuple[str, float]] = []
@@ -348,7 +367,7 @@ def _judge_ratio(
         if lower > limit:
             return base.result(
                 verdict=Verdict.FAIL,
-                reason=f"canary {measured} is above {label}: its {confidence:.0%} lower bound is {lower:.4%}",
+                reason=f"canary {measured} is above {label}: its {_pct(confidence)} lower bound is {lower:.4%}",
                 threshold=label,
                 **numbers,
             )
@@ -370,7 +389,7 @@ def _judge_ratio(
         if rate > limit:
             return base.result(
                 verdict=Verdict.INCONCLUSIVE,
-                reason=f"canary {measured} is above {label}, but not significantly at {confidence:.0%}",
+                reason=f"canary {measured} is above {label}, but not significantly at {_pct(confidence)}",
                 threshold=label,
                 **numbers,
             )

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -91,6 +92,10 @@ class PrometheusAnalysis:
         assert status.run_id is not None
         assert status.step_started_at is not None
         age = max(0.0, (now - status.step_started_at).total_seconds())
+        # One error budget per step: half for the final gate, half shared by the in-step checks.
+        duration = policy.spec.schedule.step_duration_seconds
+        looks = max(1, math.ceil(duration / analysis.interval_seconds) - 1)
+        alpha_share = 0.5 if final else 0.5 / looks
         results = []
         for check in analysis.metrics:
             configured = parse_go_duration(check.window) if check.window else None
@@ -98,7 +103,13 @@ class PrometheusAnalysis:
             variables = variables_for(policy, window_seconds=min(wanted, age), step_start=status.step_started_at)
             results.append(
                 self._check(
-                    policy, check, variables, weight=status.weight or 0, at=now, step_start=status.step_started_at
+                    policy,
+                    check,
+                    variables,
+                    weight=status.weight or 0,
+                    at=now,
+                    step_start=status.step_started_at,
+                    alpha_share=alpha_share,
                 )
             )
         verdict, reason = combine(results)
@@ -147,6 +158,7 @@ class PrometheusAnalysis:
         weight: int,
         at: datetime,
         step_start: datetime,
+        alpha_share: float,
     ) -> CheckResult:
         canary = self._side(policy, check, variables, "canary", at)
         wants_stable = check.compare_to_stable is not None or check.count_test is not None
@@ -154,12 +166,13 @@ class PrometheusAnalysis:
             variables.stable_workload if check.template != "envoy-tcp-connect-error-ratio" else variables.stable_cluster
         ) is not None
         if not (wants_stable or (weight == 0 and has_stable and check.query is None)):
-            return judge(check, canary, None, weight=weight)
+            return judge(check, canary, None, weight=weight, alpha_share=alpha_share)
         if weight < 100:
-            return judge(check, canary, self._side(policy, check, variables, "stable", at), weight=weight)
+            stable_now = self._side(policy, check, variables, "stable", at)
+            return judge(check, canary, stable_now, weight=weight, alpha_share=alpha_share)
         # Weight 100: stable serves nothing now; its baseline is the step before this one.
         duration = policy.spec.schedule.step_duration_seconds
         baseline_vars = replace(variables, window_seconds=duration, step_start=step_start.timestamp() - duration)
         stable = self._side(policy, check, baseline_vars, "stable", step_start)
-        result = judge(check, canary, stable, weight=weight)
+        result = judge(check, canary, stable, weight=weight, alpha_share=alpha_share)
         return replace(result, reason=f"{result.reason} (stable baseline: the {duration:g} s before this step)")
