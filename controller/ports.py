@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from controller.core.alerts import AlertMessage
-from controller.core.measurement import QueryOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import AlertRoute, CanaryPolicy
 from controller.core.rollout import AnalysisResult, Command, RolloutStatus
 
@@ -161,6 +161,17 @@ class MetricsSource(Protocol):
 
     def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
         """Evaluate ``query`` at ``at`` with the policy's ``spec.analysis.prometheus`` (or the defaults)."""
+        ...
+
+
+@runtime_checkable
+class GroupedMetricsSource(MetricsSource, Protocol):
+    """A MetricsSource that also answers grouped queries, so many rollouts can share one query."""
+
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
+        """Evaluate ``sum by (labels) (...)`` at ``at``: a value per group (keyed by ``labels``' values)."""
         ...
 
 

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller.core.measurement import QueryOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
@@ -161,3 +161,67 @@ def test_without_spec_analysis_every_step_is_inconclusive_and_says_why() -> None
     assert result is not None
     assert result.verdict == Verdict.INCONCLUSIVE
     assert "no analysis configured" in result.reason
+
+
+class GroupedMetrics(ScriptedMetrics):
+    """Also answers grouped queries, from the same per-workload counts; records them apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts["shop-v2"] = (3, 300)
+        self.vector_queries: list[tuple[str, datetime]] = []
+
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
+        self.vector_queries.append((query, at))
+        assert labels == ("destination_workload", "destination_workload_namespace")
+        namespace = connection.metadata.namespace if connection is not None else ""
+        errors = 'response_flags!="-"' in query
+        values: dict[tuple[str, ...], float] = {}
+        for workload, (failed, total) in self.counts.items():
+            value = failed if errors else total
+            if value is not None:
+                values[(workload, namespace)] = float(value)
+        return VectorOutcome(query=query, values=values)
+
+
+def _named(name: str, canary: str) -> CanaryPolicy:
+    doc = _policy().model_dump(mode="json", exclude_none=True)
+    doc["metadata"]["name"] = name
+    doc["spec"]["analysis"]["selector"]["canaryWorkload"] = canary
+    return CanaryPolicy.model_validate(doc)
+
+
+def test_rollouts_checking_the_same_template_and_window_share_one_grouped_query() -> None:
+    metrics = GroupedMetrics()
+    analysis = PrometheusAnalysis(metrics, group_seconds=1.0)
+    now = T0 + timedelta(seconds=31)
+    first = analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
+    second = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now + timedelta(seconds=0.5))
+    assert first is not None
+    assert second is not None
+    assert metrics.queries == [], "no rollout queried alone"
+    assert len(metrics.vector_queries) == 2, "one grouped query per counter (errors, total) for both rollouts"
+    assert first.checks[0]["canaryConnections"] == 500
+    assert first.checks[0]["stableConnections"] == 2000
+    assert second.checks[0]["canaryErrors"] == 3
+    assert second.checks[0]["canaryConnections"] == 300
+    shown = second.checks[0]["queries"]
+    assert isinstance(shown, list)
+    assert 'destination_workload="shop-v2"' in shown[0], "status shows the rollout's own query"
+    # Past the reuse time, or for a step that started inside the grouped window: a fresh grouped query.
+    analysis.verdict(policy=_named("c", "tcp-echo-v2"), status=_status(), now=now + timedelta(seconds=2))
+    assert len(metrics.vector_queries) == 4
+    young = RolloutStatus(run_id="r-2", step_index=1, weight=20, step_started_at=T0 + timedelta(seconds=5))
+    analysis.verdict(policy=_named("d", "tcp-echo-v2"), status=young, now=now + timedelta(seconds=2.2))
+    assert len(metrics.vector_queries) == 6
+
+
+def test_without_grouping_every_rollout_queries_alone() -> None:
+    metrics = GroupedMetrics()
+    PrometheusAnalysis(metrics).verdict(
+        policy=_named("a", "tcp-echo-v2"), status=_status(), now=T0 + timedelta(seconds=31)
+    )
+    assert metrics.vector_queries == []
+    assert len(metrics.queries) == 4

@@ -44,7 +44,7 @@ from urllib3.util.retry import Retry
 
 from controller.adapters.kubernetes.api import KubeApi
 from controller.core.durations import parse_go_duration
-from controller.core.measurement import QueryOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, PrometheusSpec, SecretRef
 from controller.errors import ApiError, CanaryError, PolicyError
 
@@ -295,6 +295,44 @@ class PrometheusMetricsSource:
             The outcome. Never raises for Prometheus, network, secret or answer problems: they become
             ``QueryOutcome.error``.
         """
+        answer = self._evaluate(query, at, connection)
+        if isinstance(answer, QueryOutcome):
+            return answer
+        result, settings = answer
+        outcome = _reduce(query, result)
+        if outcome.error is not None:
+            return self._failed(query, outcome.error, settings)
+        return outcome
+
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
+        """Evaluate a grouped query (``sum by (labels) (...)``) at ``at``: a value per group, or an error.
+
+        Never raises for Prometheus, network, secret or answer problems (see :meth:`query`).
+        """
+        answer = self._evaluate(query, at, connection)
+        if isinstance(answer, QueryOutcome):
+            return VectorOutcome(query=query, error=answer.error)
+        result, settings = answer
+        if not isinstance(result, list) or any(not isinstance(item, dict) or "value" not in item for item in result):
+            return VectorOutcome(
+                query=query, error=self._failed(query, "query did not return an instant vector", settings).error
+            )
+        values: dict[tuple[str, ...], float] = {}
+        for item in result:
+            metric = _metric(item)
+            key = tuple(str(metric.get(label, "")) for label in labels)
+            try:
+                values[key] = float(item["value"][1])
+            except (TypeError, ValueError, IndexError):
+                return VectorOutcome(query=query, error="malformed answer from Prometheus: a sample is not a number")
+        return VectorOutcome(query=query, values=values)
+
+    def _evaluate(
+        self, query: str, at: datetime, connection: CanaryPolicy | None
+    ) -> tuple[Any, PrometheusConnection] | QueryOutcome:
+        """The raw ``data.result`` of an instant query with its connection, or the failure as an outcome."""
         try:
             settings = self.connection(connection)
         except CanaryError as exc:
@@ -328,10 +366,7 @@ class PrometheusMetricsSource:
             return self._failed(
                 query, f"malformed answer from Prometheus at {settings.safe_url}: {type(exc).__name__}", settings
             )
-        outcome = _reduce(query, result)
-        if outcome.error is not None:
-            return self._failed(query, outcome.error, settings)
-        return outcome
+        return result, settings
 
     def connection(self, policy: CanaryPolicy | None) -> PrometheusConnection:
         """The connection a policy asks for: its ``spec.analysis.prometheus`` over the controller's defaults.

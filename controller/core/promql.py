@@ -27,8 +27,11 @@ quoted as a PromQL string literal here; ``| regex`` additionally escapes regex m
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from controller.core.measurement import QueryOutcome
 
 Side = Literal["canary", "stable"]
 _REGEX_META = re.compile(r"([\\.^$|?*+()\[\]{}])")
@@ -197,3 +200,79 @@ def expand_custom(query: str, variables: Variables, side: Side) -> str:
         return quote(regex_escape(value) if flt == "regex" else value)
 
     return _PLACEHOLDER.sub(substitute, query)
+
+
+# ----------------------------------------------------------------------------------------- grouped queries
+#
+# Many rollouts checking the same built-in template over the same window can share one query per counter:
+# the same exact counting form without the per-rollout selector, summed by the labels that tell rollouts
+# apart. Each rollout then reads its own group. A group missing from the answer had no series.
+
+ISTIO_GROUP = ("destination_workload", "destination_workload_namespace")
+ENVOY_GROUP = ("envoy_cluster_name",)
+
+
+@dataclass(frozen=True)
+class GroupedQueries:
+    """The grouped queries of one template and window: part name -> query, and the labels grouped by."""
+
+    labels: tuple[str, ...]
+    parts: dict[str, str]
+
+
+def grouped_queries(template: str, window_seconds: float) -> GroupedQueries | None:
+    """The grouped form of a built-in template (None for a template that cannot be grouped)."""
+    window = prom_duration(window_seconds)
+    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+        by = ", ".join(ISTIO_GROUP)
+        opened = _matchers({"reporter": ("=", "source")})
+        failed = _matchers({"reporter": ("=", "source"), "response_flags": ("!=", "-")})
+        parts = {"total": f"sum by ({by}) ({window_series(ISTIO_OPENED + opened, window)})"}
+        if template == "istio-tcp-connect-error-ratio":
+            parts["errors"] = f"sum by ({by}) ({window_series(ISTIO_OPENED + failed, window)})"
+        return GroupedQueries(ISTIO_GROUP, parts)
+    if template == "envoy-tcp-connect-error-ratio":
+        by = ", ".join(ENVOY_GROUP)
+        names = dict.fromkeys((*ENVOY_FAILURES, *ENVOY_ATTEMPTS))
+        return GroupedQueries(ENVOY_GROUP, {name: f"sum by ({by}) ({window_series(name, window)})" for name in names})
+    return None
+
+
+def group_key(template: str, variables: Variables, side: Side) -> tuple[str, ...] | None:
+    """The group that holds one side's counts, or None when that side cannot be read from a group.
+
+    A side selected by Service as well (``canary_service``/``stable_service``: failures with no workload)
+    needs its own query.
+    """
+    workload, service, cluster = variables.of(side)
+    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+        if workload is None or service is not None:
+            return None
+        return (workload, variables.namespace)
+    if template == "envoy-tcp-connect-error-ratio":
+        return None if cluster is None else (cluster,)
+    return None
+
+
+def counts_from_groups(
+    template: str, parts: Mapping[str, QueryOutcome], shown: CountQueries
+) -> tuple[QueryOutcome, QueryOutcome]:
+    """(errors, total) of one group from its parts: the same rules as the per-rollout queries ``shown``.
+
+    Errors with no series count 0; a total with no attempts series at all is no data; a part's error is
+    both results' error. The outcomes carry the per-rollout queries, which give these values.
+    """
+    for part in parts.values():
+        if part.error is not None:
+            return QueryOutcome(shown.errors, error=part.error), QueryOutcome(shown.total, error=part.error)
+
+    def value(name: str) -> float | None:
+        part = parts.get(name)
+        return None if part is None else part.value
+
+    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+        return QueryOutcome(shown.errors, value=value("errors") or 0.0), QueryOutcome(shown.total, value("total"))
+    errors = sum(value(name) or 0.0 for name in ENVOY_FAILURES)
+    base = value(ENVOY_ATTEMPTS[0])
+    total = None if base is None else base + sum(value(name) or 0.0 for name in ENVOY_ATTEMPTS[1:])
+    return QueryOutcome(shown.errors, value=errors), QueryOutcome(shown.total, value=total)

@@ -109,7 +109,8 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
             default_timeout_seconds=settings.prometheus_timeout_seconds,
             secrets=SecretReader(kube=main),
             default_spec=default_prometheus(settings),
-        )
+        ),
+        group_seconds=settings.prometheus_group_seconds,
     )
     sources: list[PolicySource] = []
     if settings.policy_dir is not None:

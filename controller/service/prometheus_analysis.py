@@ -8,21 +8,40 @@
   never one that mixes in the previous weight's traffic.
 * At weight 100 nothing goes to stable, so a comparison with stable uses stable's baseline from the
   previous step: the stable query is evaluated at the step's start over one step duration.
+* Grouped queries (``group_seconds`` > 0): built-in checks over the same window share one query per
+  counter across every rollout (``sum by`` the labels that tell rollouts apart), so the queries per tick
+  grow with the number of templates and windows, not of rollouts. A grouped answer serves the rollouts
+  that ask within ``group_seconds`` of it (at most a quarter of its window), and only when its window
+  lies inside their step.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.core.durations import parse_go_duration
 from controller.core.judgement import CheckResult, SideData, combine, judge
-from controller.core.measurement import QueryOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, MetricCheck
-from controller.core.promql import CountQueries, Side, Variables, envoy_counts, expand_custom, istio_counts
+from controller.core.promql import (
+    CountQueries,
+    GroupedQueries,
+    Side,
+    Variables,
+    counts_from_groups,
+    envoy_counts,
+    expand_custom,
+    group_key,
+    grouped_queries,
+    istio_counts,
+    prom_duration,
+)
 from controller.core.rollout import AnalysisResult, RolloutStatus
-from controller.ports import MetricsSource
+from controller.ports import GroupedMetricsSource, MetricsSource
 from controller.service.analysis import NoAnalysis
 
 
@@ -53,13 +72,30 @@ def variables_for(policy: CanaryPolicy, *, window_seconds: float, step_start: da
     )
 
 
-class PrometheusAnalysis:
-    """AnalysisSource that queries Prometheus through the MetricsSource port and judges the results."""
+@dataclass
+class _Grouped:
+    """One grouped fetch: when it was evaluated, and its parts once fetched."""
 
-    def __init__(self, metrics: MetricsSource) -> None:
+    at: datetime
+    ready: threading.Event
+    parts: dict[str, VectorOutcome]
+
+
+class PrometheusAnalysis:
+    """AnalysisSource that queries Prometheus through the MetricsSource port and judges the results.
+
+    Args:
+        metrics: the Prometheus port.
+        group_seconds: how long a grouped answer serves other rollouts (0: every rollout queries alone).
+    """
+
+    def __init__(self, metrics: MetricsSource, *, group_seconds: float = 0.0) -> None:
         self.metrics = metrics
+        self.group_seconds = group_seconds
         self._last: dict[_Key, AnalysisResult] = {}
         self._fallback = NoAnalysis()
+        self._groups: dict[tuple[str, str, str], _Grouped] = {}
+        self._groups_lock = threading.Lock()
 
     def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
         """The current evaluation for the step, running a new one when it is due."""
@@ -129,11 +165,22 @@ class PrometheusAnalysis:
             return QueryOutcome(query=query, error=f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
 
     def _side(
-        self, policy: CanaryPolicy, check: MetricCheck, variables: Variables, side: Side, at: datetime
+        self,
+        policy: CanaryPolicy,
+        check: MetricCheck,
+        variables: Variables,
+        side: Side,
+        at: datetime,
+        *,
+        shared: bool = True,
     ) -> SideData:
         if variables.window_seconds < 0.001:
             empty = QueryOutcome(query="(window not started)")
             return SideData(value=empty) if not check.is_error_ratio else SideData(errors=empty, total=empty)
+        if shared and check.template is not None and check.query is None:
+            grouped = self._from_group(policy, check.template, variables, side, at)
+            if grouped is not None:
+                return grouped
         try:
             if check.query is not None:
                 return SideData(value=self._query(policy, expand_custom(check.query, variables, side), at))
@@ -173,6 +220,72 @@ class PrometheusAnalysis:
         # Weight 100: stable serves nothing now; its baseline is the step before this one.
         duration = policy.spec.schedule.step_duration_seconds
         baseline_vars = replace(variables, window_seconds=duration, step_start=step_start.timestamp() - duration)
-        stable = self._side(policy, check, baseline_vars, "stable", step_start)
+        stable = self._side(policy, check, baseline_vars, "stable", step_start, shared=False)
         result = judge(check, canary, stable, weight=weight, alpha_share=alpha_share)
         return replace(result, reason=f"{result.reason} (stable baseline: the {duration:g} s before this step)")
+
+    # -- grouped queries ------------------------------------------------------------------------
+
+    def _from_group(
+        self, policy: CanaryPolicy, template: str, variables: Variables, side: Side, now: datetime
+    ) -> SideData | None:
+        """One side's counts read from a grouped answer, or None to query alone."""
+        if self.group_seconds <= 0 or not isinstance(self.metrics, GroupedMetricsSource):
+            return None
+        key = group_key(template, variables, side)
+        grouped = grouped_queries(template, variables.window_seconds)
+        if key is None or grouped is None:
+            return None
+        parts = self._fetch_group(policy, template, variables, grouped, now)
+        if parts is None:
+            return None
+        shown = (
+            envoy_counts(variables, side)
+            if template == "envoy-tcp-connect-error-ratio"
+            else istio_counts(variables, side)
+        )
+        outcomes = {name: vector.outcome_for(key, query=vector.query) for name, vector in parts.items()}
+        errors, total = counts_from_groups(template, outcomes, shown)
+        if template == "istio-tcp-connections":
+            return SideData(value=total)
+        return SideData(errors=errors, total=total)
+
+    def _fetch_group(
+        self, policy: CanaryPolicy, template: str, variables: Variables, grouped: GroupedQueries, now: datetime
+    ) -> dict[str, VectorOutcome] | None:
+        assert isinstance(self.metrics, GroupedMetricsSource)
+        spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
+        connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
+        cache_key = (connection, template, prom_duration(variables.window_seconds))
+        with self._groups_lock:
+            entry = self._groups.get(cache_key)
+            usable = (
+                entry is not None
+                and timedelta(0)
+                <= now - entry.at
+                <= timedelta(seconds=min(self.group_seconds, variables.window_seconds / 4))
+                and entry.at.timestamp() - variables.window_seconds >= variables.step_start - 0.001
+            )
+            fetch = not usable
+            if fetch:
+                entry = _Grouped(at=now, ready=threading.Event(), parts={})
+                self._groups[cache_key] = entry
+                stale = now - timedelta(seconds=max(60.0, 2 * self.group_seconds))
+                for old in [k for k, e in self._groups.items() if e.at < stale]:
+                    del self._groups[old]
+        assert entry is not None
+        if fetch:
+            try:
+                entry.parts = {
+                    name: self.metrics.query_vector(query=query, at=now, labels=grouped.labels, connection=policy)
+                    for name, query in grouped.parts.items()
+                }
+            except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
+                error = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
+                entry.parts = {name: VectorOutcome(query=query, error=error) for name, query in grouped.parts.items()}
+            finally:
+                entry.ready.set()
+            return entry.parts
+        if not entry.ready.wait(timeout=30):
+            return None
+        return entry.parts

@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
-from controller.core.promql import ISTIO_OPENED, CountQueries, Variables, envoy_counts, istio_counts
+from controller.core.promql import (
+    ISTIO_OPENED,
+    CountQueries,
+    Side,
+    Variables,
+    counts_from_groups,
+    envoy_counts,
+    group_key,
+    grouped_queries,
+    istio_counts,
+)
 from tests.prom.servers import DrivenExporter, Point, PrometheusServer, history_start, wait_until
 
 ISTIO_CLOSED = "istio_tcp_connections_closed_total"
@@ -39,6 +49,24 @@ def counts(
     total = metrics.query(query=queries.total.replace(ISTIO_OPENED, metric), at=at)
     assert errors.error is None, errors.error
     assert total.error is None, total.error
+    return errors.value, total.value
+
+
+def grouped(
+    metrics: PrometheusMetricsSource, template: str, variables: Variables, side: Side, at: datetime
+) -> tuple[float | None, float | None]:
+    """(errors, total) of one side read from the grouped queries that every rollout shares."""
+    queries = grouped_queries(template, variables.window_seconds)
+    key = group_key(template, variables, side)
+    assert queries is not None
+    assert key is not None
+    parts = {
+        name: metrics.query_vector(query=query, at=at, labels=queries.labels).outcome_for(key, query=query)
+        for name, query in queries.parts.items()
+    }
+    shown = envoy_counts(variables, side) if template.startswith("envoy") else istio_counts(variables, side)
+    errors, total = counts_from_groups(template, parts, shown)
+    assert errors.error is None, errors.error
     return errors.value, total.value
 
 
@@ -307,6 +335,9 @@ def test_a_healthy_canary_counts_zero_errors_of_exactly_its_connections(
     variables = mesh.variables(window, at.timestamp() - window)
     assert counts(metrics, istio_counts(variables, "canary"), at) == (0.0, 25.0)
     assert counts(metrics, istio_counts(variables, "stable"), at) == (0.0, 100.0)
+    # The grouped queries many rollouts share give each rollout the same counts.
+    assert grouped(metrics, "istio-tcp-connect-error-ratio", variables, "canary", at) == (0.0, 25.0)
+    assert grouped(metrics, "istio-tcp-connect-error-ratio", variables, "stable", at) == (0.0, 100.0)
 
 
 def test_a_failure_series_born_in_the_window_counts_from_its_first_increment(
@@ -333,6 +364,8 @@ def test_a_failure_series_born_in_the_window_counts_from_its_first_increment(
     at, window = step(exporter, before, during)
     queries = istio_counts(mesh.variables(window, at.timestamp() - window), "canary")
     assert counts(metrics, queries, at) == (1.0, 21.0)
+    variables = mesh.variables(window, at.timestamp() - window)
+    assert grouped(metrics, "istio-tcp-connect-error-ratio", variables, "canary", at) == (1.0, 21.0)
     failed = f'{ISTIO_OPENED}{{reporter="source",destination_workload="tcp-echo-v2",response_flags!="-"}}'
     plain = metrics.query(query=f'sum(increase({failed[:-1]},source_workload="{mesh.client}"}}[{window}s]))', at=at)
     assert plain.value == 0.0
@@ -444,6 +477,10 @@ def test_envoy_counts_connect_failures_overflow_and_no_healthy_host_of_one_clust
     assert counts(metrics, envoy_counts(variables, "stable"), at) == (0.0, 80.0)
     nothing = Variables(namespace=ns, window_seconds=window, step_start=0, canary_cluster=unused)
     assert counts(metrics, envoy_counts(nothing, "canary"), at) == (0.0, None)
+    template = "envoy-tcp-connect-error-ratio"
+    assert grouped(metrics, template, variables, "canary", at) == (6.0, 34.0)
+    assert grouped(metrics, template, variables, "stable", at) == (0.0, 80.0)
+    assert grouped(metrics, template, nothing, "canary", at) == (0.0, None)
 
 
 # ------------------------------------------------------------------------------------------ replayed history
