@@ -23,6 +23,7 @@ from controller.core.rollout import (
     WriteRoute,
     decide,
     revision_of,
+    worth_saving,
 )
 from tests.conftest import REPO, SHARED_ISTIO
 from tests.rollout_sim import T0, Sim, pointer_get
@@ -462,3 +463,26 @@ def test_a_pass_from_before_the_step_ended_does_not_advance_it() -> None:
         sim.policy, sim.status, sim.observations().model_copy(update={"analysis": gate}), sim.now
     ).status
     assert sim.status.step_index == 1
+
+
+def test_a_passing_check_that_changes_nothing_else_is_written_once_a_minute_not_every_time() -> None:
+    saved = RolloutStatus(
+        run_id="r-1",
+        step_index=1,
+        weight=20,
+        phase=Phase.PROGRESSING,
+        step_started_at=T0,
+        last_verdict="pass: fine",
+        last_analysis_at=T0 + timedelta(seconds=30),
+        last_checks=[{"name": "e"}],
+    )
+    assert not worth_saving(saved, saved.model_copy(), T0 + timedelta(seconds=40))
+    later = saved.model_copy(
+        update={"last_analysis_at": T0 + timedelta(seconds=40), "last_checks": [{"name": "e", "canaryValue": 0}]}
+    )
+    assert not worth_saving(saved, later, T0 + timedelta(seconds=40))
+    assert worth_saving(saved, later, T0 + timedelta(seconds=90)), "refreshed after a minute"
+    failing = later.model_copy(update={"last_verdict": "fail: errors"})
+    assert worth_saving(saved, failing, T0 + timedelta(seconds=40)), "a verdict that changes is written at once"
+    stepped = later.model_copy(update={"weight": 50, "step_index": 2})
+    assert worth_saving(saved, stepped, T0 + timedelta(seconds=40)), "a weight change is written at once"

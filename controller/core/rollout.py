@@ -343,6 +343,31 @@ def with_conditions(status: RolloutStatus, now: datetime, step_count: int) -> Ro
     return status.model_copy(update={"conditions": conditions, "step": step})
 
 
+# What a passing evaluation changes in the status without changing any decision: the last measurements.
+_OBSERVATIONS = ("last_analysis_at", "last_checks", "last_verdict")
+STATUS_REFRESH_SECONDS = 60.0
+
+
+def worth_saving(saved: RolloutStatus, new: RolloutStatus, now: datetime) -> bool:
+    """Whether a pass must write ``new`` over ``saved``.
+
+    Every change is written, except a passing evaluation that changes only the last measurements (the
+    verdict was PASS before and is PASS now, nothing else moved): that one is written at most every
+    ``STATUS_REFRESH_SECONDS``, so a healthy rollout's status is written when its weight or phase changes
+    and refreshed once a minute, not at every check. Passing evaluations are idempotent (counting one
+    twice after a restart changes nothing), so skipping their write is safe.
+    """
+    if new == saved:
+        return False
+    unchanged = new.model_copy(update={name: getattr(saved, name) for name in _OBSERVATIONS})
+    if unchanged != saved:
+        return True
+    passing = all((s.last_verdict or "").startswith(f"{Verdict.PASS}") for s in (saved, new))
+    if not passing or saved.last_analysis_at is None:
+        return True
+    return (now - saved.last_analysis_at).total_seconds() >= STATUS_REFRESH_SECONDS
+
+
 def revision_of(policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None) -> str:
     """A short stable hash of the policy spec and the canary pod template: a new value starts a new run."""
     payload = {

@@ -22,6 +22,7 @@ from controller.core.rollout import (
     decide,
     revision_of,
     with_conditions,
+    worth_saving,
 )
 from controller.errors import CanaryError, ConflictError
 from controller.ports import (
@@ -95,7 +96,7 @@ def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, 
     result.decision = decision
     status = with_conditions(decision.status, now, len(policy.spec.schedule.steps))
     status.observed_generation = ref.generation
-    if status != loaded.status or loaded.version is None:
+    if loaded.version is None or worth_saving(loaded.status, status, now):
         try:
             deps.store.save(policy=ref, status=status, version=loaded.version)
         except ConflictError as exc:
