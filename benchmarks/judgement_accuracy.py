@@ -79,7 +79,14 @@ from benchmarks.anchors import (
     FLAGGER_MAX_ERROR_RATIO,
     FLAGGER_TUTORIAL_THRESHOLD,
 )
-from controller.core.judgement import DEFAULT_MIN_CONNECTIONS, SideData, binomial_upper_tail, combine, judge
+from controller.core.judgement import (
+    DEFAULT_MIN_CONNECTIONS,
+    SideData,
+    binomial_upper_tail,
+    combine,
+    judge,
+    step_alpha_share,
+)
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import MetricCheck
 from controller.core.promql import Variables, istio_counts
@@ -256,7 +263,7 @@ class Cell:
 # -- our judgement: the controller's functions, memoized (judge is pure) ------------------------------------
 
 _CHECKS: dict[tuple[str, str], MetricCheck] = {}
-_VERDICTS: dict[tuple[str, str, int, int, int, int, int], Verdict] = {}
+_VERDICTS: dict[tuple[str, str, int, int, int, int, int, float], Verdict] = {}
 _VARIABLES = Variables(
     namespace="bench", window_seconds=60.0, step_start=0.0, canary_workload="canary", stable_workload="stable"
 )
@@ -288,14 +295,28 @@ def _side(side: str, errors: int, connections: int) -> SideData:
 
 
 def our_verdict(
-    policy: str, k_c: int, n_c: int, k_s: int, n_s: int, *, weight: int, template: str = TEMPLATE
+    policy: str,
+    k_c: int,
+    n_c: int,
+    k_s: int,
+    n_s: int,
+    *,
+    weight: int,
+    template: str = TEMPLATE,
+    alpha_share: float = 0.5,
 ) -> Verdict:
-    """The verdict of one evaluation of the check on these counts, as the analysis service reaches it."""
-    key = (policy, template, k_c, n_c, k_s, n_s, weight)
+    """The verdict of one evaluation of the check on these counts, as the analysis service reaches it.
+
+    ``alpha_share``: the look's share of the step's error budget (``step_alpha_share``; the final gate's 0.5
+    by default).
+    """
+    key = (policy, template, k_c, n_c, k_s, n_s, weight, alpha_share)
     verdict = _VERDICTS.get(key)
     if verdict is None:
         check = policy_check(policy, template)
-        result = judge(check, _side("canary", k_c, n_c), _side("stable", k_s, n_s), weight=weight)
+        result = judge(
+            check, _side("canary", k_c, n_c), _side("stable", k_s, n_s), weight=weight, alpha_share=alpha_share
+        )
         verdict, _ = combine([result])
         _VERDICTS[key] = verdict
     return verdict
@@ -361,13 +382,31 @@ def _evaluate(
     (k_c, n_c), (k_s, n_s) = canary, stable
     if rule.policy is not None:
         if rule.in_step_checks:
+            share = step_alpha_share(final=False, in_step_looks=len(k_c) - 1)
             for index in range(len(k_c) - 1):
                 verdict = our_verdict(
-                    rule.policy, k_c[index], n_c[index], k_s[index], n_s[index], weight=cell.weight, template=template
+                    rule.policy,
+                    k_c[index],
+                    n_c[index],
+                    k_s[index],
+                    n_s[index],
+                    weight=cell.weight,
+                    template=template,
+                    alpha_share=share,
                 )
                 if verdict == Verdict.FAIL:
                     return Verdict.FAIL
-        return our_verdict(rule.policy, sum(k_c), sum(n_c), sum(k_s), sum(n_s), weight=cell.weight, template=template)
+        final = step_alpha_share(final=True, in_step_looks=len(k_c) - 1)
+        return our_verdict(
+            rule.policy,
+            sum(k_c),
+            sum(n_c),
+            sum(k_s),
+            sum(n_s),
+            weight=cell.weight,
+            template=template,
+            alpha_share=final,
+        )
     assert rule.max_ratio is not None
     if not rule.rollback_at:
         return threshold_verdict(sum(k_c), sum(n_c), rule.max_ratio)
@@ -650,7 +689,7 @@ def edge_cases(template: str = TEMPLATE) -> list[dict[str, Any]]:
         ("a canary failing every one of 300 connections (weight 20)", 300, 300, 1, 1200, 20),
         ("a healthy canary with 99 connections, below minConnections (weight 20)", 0, 99, 0, 396, 20),
         ("weight 0: no canary traffic, stable baseline observed", 0, 0, 2, 1000, 0),
-        ("weight 100: a healthy canary, 1000 connections, stable gets none", 1, 1000, 0, 0, 100),
+        ("weight 100 judged alone, stable gets none (the service compares with the step before)", 1, 1000, 0, 0, 100),
     ]
     out = []
     for label, k_c, n_c, k_s, n_s, weight in cases:
@@ -678,11 +717,13 @@ MODELS = {
     ),
     "ours-final-gate": (
         "controller.core.judgement.judge on the whole step's counts (canary and stable errors and connections "
-        "as query outcomes), then combine: the evaluation at the step's gate, the only one that advances it."
+        "as query outcomes), then combine: the evaluation at the step's gate, the only one that advances it, "
+        "spending the gate's half of the step's error budget (step_alpha_share)."
     ),
     "ours-in-step": (
         "The controller's step with failureLimit 1: judge+combine on each of the first K - 1 intervals' counts "
-        "(a FAIL rolls back), then the final gate on the whole step."
+        "(a FAIL rolls back), each spending 1/(K - 1) of the other half of the budget, then the final gate on "
+        "the whole step."
     ),
     "threshold-whole-step": (
         "errors / connections of the canary over the whole step against the threshold: above is FAIL (rollback), "

@@ -220,6 +220,12 @@ def _no_data(check: MetricCheck, why: str, base: _Base) -> CheckResult:
     return base.result(verdict, f"no data: {why} (onNoData: {check.on_no_data})")
 
 
+def step_alpha_share(*, final: bool, in_step_looks: int) -> float:
+    """The share of ``1 - confidence`` one look at a step spends: half for the final gate, the other half
+    split over the in-step checks (see the module docstring)."""
+    return 0.5 if final else 0.5 / max(1, in_step_looks)
+
+
 def judge(
     check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, alpha_share: float = 1.0
 ) -> CheckResult:

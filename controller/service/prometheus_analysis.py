@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.core.durations import parse_go_duration
-from controller.core.judgement import CheckResult, SideData, combine, judge
+from controller.core.judgement import CheckResult, SideData, combine, judge, step_alpha_share
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, MetricCheck
 from controller.core.promql import (
@@ -131,7 +131,7 @@ class PrometheusAnalysis:
         # One error budget per step: half for the final gate, half shared by the in-step checks.
         duration = policy.spec.schedule.step_duration_seconds
         looks = max(1, math.ceil(duration / analysis.interval_seconds) - 1)
-        alpha_share = 0.5 if final else 0.5 / looks
+        alpha_share = step_alpha_share(final=final, in_step_looks=looks)
         results = []
         for check in analysis.metrics:
             configured = parse_go_duration(check.window) if check.window else None
