@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.core.promql import Variables, envoy_counts, expand_custom, istio_counts, quote, regex_escape
+from controller.core.promql import (
+    Variables,
+    envoy_counts,
+    expand_custom,
+    grouped_queries,
+    istio_counts,
+    quote,
+    regex_escape,
+)
 
 VARS = Variables(
     namespace="shop",
@@ -41,6 +51,18 @@ def test_envoy_counts_tolerate_missing_optional_counters_but_not_missing_attempt
     assert "envoy_cluster_upstream_cx_overflow" in queries.total
     assert queries.total.count("or vector(0)") == 2
     assert queries.errors.count("or vector(0)") == 3
+
+
+def test_istio_proxies_cluster_name_label_is_selectable() -> None:
+    assert 'envoy_cluster_name="outbound|9000|v1|tcp-echo"' in envoy_counts(VARS, "stable").total
+    istio = replace(VARS, cluster_label="cluster_name")
+    queries = envoy_counts(istio, "stable")
+    assert 'cluster_name="outbound|9000|v1|tcp-echo"' in queries.total
+    assert "envoy_cluster_name" not in queries.total + queries.errors
+    grouped = grouped_queries("envoy-tcp-connect-error-ratio", 30, cluster_label="cluster_name")
+    assert grouped is not None
+    assert grouped.labels == ("cluster_name",)
+    assert all(q.startswith("sum by (cluster_name) (") for q in grouped.parts.values())
 
 
 def test_custom_queries_quote_every_value_and_escape_regexes() -> None:

@@ -422,6 +422,11 @@ class MetricSelector(_Model):
         description="envoy_cluster_name of the canary (Envoy metrics): outbound|9000|v2|tcp-echo.ns.svc.cluster.local",
     )
     stable_cluster: ClusterName | None = Field(None, description="envoy_cluster_name of the stable version.")
+    cluster_label: Literal["envoy_cluster_name", "cluster_name"] = Field(
+        "envoy_cluster_name",
+        description="The label holding the cluster name in Envoy's stats: envoy_cluster_name (Envoy's default "
+        "tags) or cluster_name (Istio's proxies and gateways).",
+    )
     namespace: DnsLabel | None = Field(
         None, description="destination_workload_namespace; default the policy's namespace."
     )

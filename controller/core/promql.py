@@ -96,6 +96,7 @@ class Variables:
     stable_service: str | None = None
     canary_cluster: str | None = None
     stable_cluster: str | None = None
+    cluster_label: str = "envoy_cluster_name"
 
     def of(self, side: Side) -> tuple[str | None, str | None, str | None]:
         """(workload, service, cluster) of one side."""
@@ -160,7 +161,7 @@ def envoy_counts(variables: Variables, side: Side) -> CountQueries:
     if cluster is None:
         raise ValueError(f"no {side} Envoy cluster to select")
     window = prom_duration(variables.window_seconds)
-    selector = _matchers({"envoy_cluster_name": ("=", cluster)})
+    selector = _matchers({variables.cluster_label: ("=", cluster)})
     errors = _sum_all([window_count(name + selector, window) for name in ENVOY_FAILURES], first_required=False)
     total = _sum_all([window_count(name + selector, window) for name in ENVOY_ATTEMPTS], first_required=True)
     return CountQueries(errors=errors, total=total)
@@ -209,7 +210,6 @@ def expand_custom(query: str, variables: Variables, side: Side) -> str:
 # apart. Each rollout then reads its own group. A group missing from the answer had no series.
 
 ISTIO_GROUP = ("destination_workload", "destination_workload_namespace")
-ENVOY_GROUP = ("envoy_cluster_name",)
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,9 @@ class GroupedQueries:
     parts: dict[str, str]
 
 
-def grouped_queries(template: str, window_seconds: float) -> GroupedQueries | None:
+def grouped_queries(
+    template: str, window_seconds: float, *, cluster_label: str = "envoy_cluster_name"
+) -> GroupedQueries | None:
     """The grouped form of a built-in template (None for a template that cannot be grouped)."""
     window = prom_duration(window_seconds)
     if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
@@ -232,9 +234,9 @@ def grouped_queries(template: str, window_seconds: float) -> GroupedQueries | No
             parts["errors"] = f"sum by ({by}) ({window_series(ISTIO_OPENED + failed, window)})"
         return GroupedQueries(ISTIO_GROUP, parts)
     if template == "envoy-tcp-connect-error-ratio":
-        by = ", ".join(ENVOY_GROUP)
         names = dict.fromkeys((*ENVOY_FAILURES, *ENVOY_ATTEMPTS))
-        return GroupedQueries(ENVOY_GROUP, {name: f"sum by ({by}) ({window_series(name, window)})" for name in names})
+        parts = {name: f"sum by ({cluster_label}) ({window_series(name, window)})" for name in names}
+        return GroupedQueries((cluster_label,), parts)
     return None
 
 

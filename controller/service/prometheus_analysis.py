@@ -69,6 +69,7 @@ def variables_for(policy: CanaryPolicy, *, window_seconds: float, step_start: da
         stable_service=selector.stable_service,
         canary_cluster=selector.canary_cluster,
         stable_cluster=selector.stable_cluster,
+        cluster_label=selector.cluster_label,
     )
 
 
@@ -233,7 +234,7 @@ class PrometheusAnalysis:
         if self.group_seconds <= 0 or not isinstance(self.metrics, GroupedMetricsSource):
             return None
         key = group_key(template, variables, side)
-        grouped = grouped_queries(template, variables.window_seconds)
+        grouped = grouped_queries(template, variables.window_seconds, cluster_label=variables.cluster_label)
         if key is None or grouped is None:
             return None
         parts = self._fetch_group(policy, template, variables, grouped, now)
@@ -256,7 +257,7 @@ class PrometheusAnalysis:
         assert isinstance(self.metrics, GroupedMetricsSource)
         spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
         connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
-        cache_key = (connection, template, prom_duration(variables.window_seconds))
+        cache_key = (connection, f"{template}|{variables.cluster_label}", prom_duration(variables.window_seconds))
         with self._groups_lock:
             entry = self._groups.get(cache_key)
             usable = (

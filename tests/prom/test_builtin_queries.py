@@ -56,7 +56,7 @@ def grouped(
     metrics: PrometheusMetricsSource, template: str, variables: Variables, side: Side, at: datetime
 ) -> tuple[float | None, float | None]:
     """(errors, total) of one side read from the grouped queries that every rollout shares."""
-    queries = grouped_queries(template, variables.window_seconds)
+    queries = grouped_queries(template, variables.window_seconds, cluster_label=variables.cluster_label)
     key = group_key(template, variables, side)
     assert queries is not None
     assert key is not None
@@ -481,6 +481,37 @@ def test_envoy_counts_connect_failures_overflow_and_no_healthy_host_of_one_clust
     assert grouped(metrics, template, variables, "canary", at) == (6.0, 34.0)
     assert grouped(metrics, template, variables, "stable", at) == (0.0, 80.0)
     assert grouped(metrics, template, nothing, "canary", at) == (0.0, None)
+
+
+def test_envoy_counts_read_istio_proxies_cluster_name_label(
+    exporter: DrivenExporter, prometheus: PrometheusServer, metrics: PrometheusMetricsSource
+) -> None:
+    """Istio's proxies tag the cluster as ``cluster_name``: ``selector.clusterLabel`` reads it, grouped or not."""
+    ns = unique("ns")
+    canary = f"outbound|9000|v2|tcp-echo.{ns}.svc.cluster.local"
+
+    def settle(expected: float) -> None:
+        prometheus.wait_for_value(f'sum({{__name__=~"envoy_cluster_.*",cluster_name=~".*{ns}.*"}})', expected)
+
+    def before() -> None:
+        exporter.set("envoy_cluster_upstream_cx_total", {"cluster_name": canary}, 5)
+        settle(5)
+
+    def during() -> None:
+        exporter.inc("envoy_cluster_upstream_cx_total", {"cluster_name": canary}, 20)
+        exporter.inc("envoy_cluster_upstream_cx_connect_fail", {"cluster_name": canary}, 3)  # born now
+        settle(28)
+
+    at, window = step(exporter, before, during)
+    variables = Variables(
+        namespace=ns,
+        window_seconds=window,
+        step_start=at.timestamp() - window,
+        canary_cluster=canary,
+        cluster_label="cluster_name",
+    )
+    assert counts(metrics, envoy_counts(variables, "canary"), at) == (3.0, 20.0)
+    assert grouped(metrics, "envoy-tcp-connect-error-ratio", variables, "canary", at) == (3.0, 20.0)
 
 
 # ------------------------------------------------------------------------------------------ replayed history
