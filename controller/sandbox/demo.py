@@ -32,7 +32,14 @@ import yaml
 
 from controller.runtime import logs
 from controller.runtime.composition import Daemon
-from controller.sandbox.envoy_gateway import EnvoyGateway, RouteChange, RouteSync, envoy_version, pick_port
+from controller.sandbox.envoy_gateway import (
+    EnvoyError,
+    EnvoyGateway,
+    RouteChange,
+    RouteSync,
+    envoy_version,
+    pick_port,
+)
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.sandbox.load import LoadClient
 from controller.sandbox.processes import AlertmanagerProcess, PrometheusProcess, SandboxError, prometheus_config
@@ -47,7 +54,7 @@ from controller.sandbox.scenario import (
     scenario_endpoints,
 )
 from controller.sandbox.tcpecho import TcpEchoServer
-from controller.sandbox.xds import cluster_name
+from controller.sandbox.xds import Address, Backend, cluster_name
 from controller.settings import Settings
 
 CONTROLLER_NAMESPACE = "canary-system"
@@ -267,23 +274,10 @@ class Sandbox:
         stack.callback(self.v1.stop)
         self.v2 = self._component("tcp-echo v2", lambda: TcpEchoServer("two").start())
         stack.callback(self.v2.stop)
-        envoy = EnvoyGateway(
-            listener_port=pick_port(options.gateway_port),
-            gateway_port=GATEWAY_PORT,
-            workdir=self.workdir / "envoy",
-        )
-        self.envoy = self._component("envoy", envoy.start)
+        endpoints = scenario_endpoints(options.variant, v1=self.v1.address, v2=self.v2.address)
+        envoy, sync = self._gateway(endpoints)
+        self.envoy, self.sync = envoy, sync
         stack.callback(envoy.stop)
-        sync = RouteSync(
-            emulator,
-            envoy,
-            kind=route_kind(options.variant),
-            name=ROUTE_NAME,
-            namespace=NAMESPACE,
-            endpoints=scenario_endpoints(options.variant, v1=self.v1.address, v2=self.v2.address),
-            interval=0.1,
-        )
-        self.sync = self._component("envoy route sync", sync.start)
         stack.callback(sync.stop)
         prometheus = PrometheusProcess(
             self.workdir / "prometheus",
@@ -298,6 +292,41 @@ class Sandbox:
         stack.callback(alertmanager.stop)
         self.load = LoadClient(envoy.listener_address, rate=options.rate).start()
         stack.callback(self.load.stop)
+
+    def _gateway(self, endpoints: dict[Backend, Address]) -> tuple[EnvoyGateway, RouteSync]:
+        """Envoy on the gateway port when free, and its route sync; another free port if the listener cannot
+        bind there (another program took the port between the check and Envoy's bind)."""
+        assert self.emulator is not None
+        preferred: int | None = self.options.gateway_port
+        for attempt in range(3):
+            envoy = EnvoyGateway(
+                listener_port=pick_port(preferred),
+                gateway_port=GATEWAY_PORT,
+                workdir=self.workdir / f"envoy-{attempt}",
+            )
+            self._component("envoy", envoy.start)
+            sync = RouteSync(
+                self.emulator,
+                envoy,
+                kind=route_kind(self.options.variant),
+                name=ROUTE_NAME,
+                namespace=NAMESPACE,
+                endpoints=endpoints,
+                interval=0.1,
+            )
+            try:
+                sync.start()
+            except EnvoyError as exc:
+                envoy.stop()
+                if attempt == 2:
+                    raise SandboxError("envoy", f"the gateway listener was rejected: {exc}") from exc
+                preferred = None  # the preferred port was taken meanwhile: let the kernel choose
+                continue
+            except Exception as exc:
+                envoy.stop()
+                raise SandboxError("envoy route sync", f"{type(exc).__name__}: {exc}") from exc
+            return envoy, sync
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def start_controller(self) -> None:
         """Write the demo policy and start the controller daemon (in-process, ``canaryctl run``'s path)."""
@@ -474,8 +503,11 @@ def _result(
     steps: list[StepResult] = []
     step_changes = changes[:restore_index] if restore_index is not None else changes
     for i, change in enumerate(step_changes):
+        # From Envoy confirming this weight to the next config's file write: Envoy may apply a new config a
+        # little before the admin poll confirms it, so connections after the next write are not counted here.
         start = change.confirmed_at or change.seen_at
-        end = changes[i + 1].confirmed_at if i + 1 < len(changes) else None
+        following = changes[i + 1] if i + 1 < len(changes) else None
+        end = None if following is None else (following.written_at or following.seen_at)
         tally = sandbox.load.tally(start, end)
         weight = _canary_weight(change, canary_cluster)
         index = STEPS.index(weight) if weight in STEPS else -1
