@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import typer
-import yaml
 from kubernetes import client
 from rich.console import Console
 from typer.testing import CliRunner, Result
@@ -37,7 +36,7 @@ from controller.cli_control import register
 from controller.core.rollout import HistoryEntry, Phase, RolloutStatus, with_conditions
 from controller.core.status_view import ITEM_KEYS, TABLE_HEADERS
 from controller.ports import PolicyRef
-from controller.sandbox.kubeapi import ApiError, KubeApiEmulator, UnknownKindError
+from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.conftest import REPO, policy_doc
 from tests.sandbox.conftest import close_api_client
 
@@ -50,33 +49,6 @@ register(app)
 runner = CliRunner()
 
 # A CanaryPolicy CRD that keeps whatever it is given, for when the generated manifest cannot be loaded.
-MINIMAL_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "canarypolicies.canaryctl.dev"},
-    "spec": {
-        "group": "canaryctl.dev",
-        "names": {"kind": "CanaryPolicy", "listKind": "CanaryPolicyList", "plural": "canarypolicies"},
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
 
 
 # -- fixtures ----------------------------------------------------------------------------------------------
@@ -84,13 +56,8 @@ MINIMAL_CRD: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[KubeApiEmulator]:
-    """An emulator serving the CanaryPolicy CRD (the generated manifest, else a minimal one)."""
-    with KubeApiEmulator() as emulator:
-        try:
-            emulator.load_yaml(CRD_FILE)
-            emulator.resource("canarypolicies.canaryctl.dev")
-        except (OSError, yaml.YAMLError, ApiError, UnknownKindError, KeyError):
-            emulator.register_crd(MINIMAL_CRD)
+    """An emulator serving the chart's CanaryPolicy CRD."""
+    with KubeApiEmulator(crds=[CRD_FILE]) as emulator:
         yield emulator
 
 

@@ -33,38 +33,6 @@ CRD_FILE = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 RESOURCE = "canarypolicies"
 
 # Used only when the chart's CRD is missing or rejects a valid policy.
-MINIMAL_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "canarypolicies.canaryctl.dev"},
-    "spec": {
-        "group": "canaryctl.dev",
-        "names": {
-            "kind": "CanaryPolicy",
-            "listKind": "CanaryPolicyList",
-            "plural": RESOURCE,
-            "singular": "canarypolicy",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -111,20 +79,13 @@ def resource(namespace: str, name: str, **kwargs: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def canarypolicy_crd(emulator: KubeApiEmulator) -> None:
-    """The CanaryPolicy CRD on the session's emulator: the chart's, or a minimal one if that cannot be used."""
+    """The chart's CanaryPolicy CRD on the session's emulator."""
     register_crd(emulator)
 
 
 def register_crd(emulator: KubeApiEmulator) -> None:
-    """Register the chart's CRD; fall back to ``MINIMAL_CRD`` when it is missing or rejects a valid policy."""
-    probe = f"crd-probe-{uuid.uuid4().hex[:8]}"
-    try:
-        emulator.load_yaml(CRD_FILE)
-        emulator.create(resource(probe, "probe"))
-    except Exception:  # the chart's CRD is being written by someone else: any failure means "not usable"
-        emulator.register_crd(MINIMAL_CRD)
-    else:
-        emulator.delete(RESOURCE, "probe", namespace=probe)
+    """Register the chart's CanaryPolicy CRD."""
+    emulator.load_yaml(CRD_FILE)
 
 
 @pytest.fixture
