@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -43,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
+from controller.sandbox.processes import free_port
 from controller.sandbox.xds import (
     Address,
     Backend,
@@ -99,24 +99,8 @@ def envoy_version(binary: Path | None = None) -> str:
     return found.group(1)
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a TCP listener could bind ``host:port`` now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_port(preferred: int | None = 31400, host: str = "127.0.0.1") -> int:
-    """``preferred`` when it is free on ``host``, else a free port the kernel picks."""
-    if preferred and port_is_free(preferred, host):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+# One implementation of "the preferred port if free, else any" for the whole sandbox.
+pick_port = free_port
 
 
 @dataclass(frozen=True)

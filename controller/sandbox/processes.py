@@ -36,20 +36,24 @@ class SandboxError(RuntimeError):
         self.component = component
 
 
-def free_port(preferred: int | None = None) -> int:
-    """``preferred`` when it is free on 127.0.0.1, else a free port chosen by the kernel."""
-    if preferred is not None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", preferred))
-            except OSError:
-                pass
-            else:
-                return preferred
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP listener could bind ``host:port`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """``preferred`` when it is free on ``host``, else a free port the kernel picks."""
+    if preferred and port_is_free(preferred, host):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def find_binary(name: str) -> str:

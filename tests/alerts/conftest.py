@@ -26,8 +26,7 @@ import httpx
 import pytest
 
 from controller.core.alerts import AlertMessage, FailingCheck, graph_url
-from controller.sandbox.processes import AlertmanagerProcess
-from tests.prom.servers import free_port
+from controller.sandbox.processes import AlertmanagerProcess, free_port
 
 PROMETHEUS_URL = "http://prometheus.istio-system:9090"
 ERROR_RATE_QUERY = (

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import ssl
 import subprocess
 import threading
@@ -73,14 +72,6 @@ def wait_until(
             text = message() if callable(message) else message
             raise WaitTimeout(f"after {timeout:g}s: {text}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def format_value(value: float) -> str:

@@ -25,8 +25,9 @@ from controller.adapters.prometheus import PrometheusMetricsSource, SecretError,
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy, SecretRef
 from controller.sandbox.kubeapi import KubeApiEmulator
+from controller.sandbox.processes import free_port
 from tests.conftest import policy_doc
-from tests.prom.servers import CannedServer, PrometheusServer, RecordingProxy, free_port, self_signed_tls
+from tests.prom.servers import CannedServer, PrometheusServer, RecordingProxy, self_signed_tls
 
 UH_SERIES = 'istio_tcp_connections_closed_total{job="istio-scrape-04"}'  # 88 in metrics-04
 TOKEN = "tok-5ecret-7f3a9c"
