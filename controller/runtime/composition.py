@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from types import FrameType
 
 import httpx
@@ -29,7 +30,7 @@ from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySo
 from controller.runtime import logs
 from controller.runtime.daemon import Controller, SystemClock
 from controller.runtime.http import HealthServer
-from controller.runtime.leadership import AlwaysLeader, ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
+from controller.runtime.leadership import ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.alerting import AlertDispatcher
 from controller.service.prometheus_analysis import PrometheusAnalysis
@@ -96,7 +97,8 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
             on_started_leading=lambda: metrics.leader.set(1),
             on_stopped_leading=lambda: metrics.leader.set(0),
         )
-    is_leader = elector.is_leader if elector is not None else AlwaysLeader().is_leader
+    # Without election there is one replica, always leading (the chart then runs one replica).
+    is_leader: Callable[[], bool] = elector.is_leader if elector is not None else (lambda: True)
     # Every write of rollout state is fenced: a replica that loses the lease stops writing at once.
     router = FencedRouter(KubernetesTrafficRouter(mesh), is_leader)
     crd_store = FencedStatusStore(CrdStatusStore(main), is_leader)

@@ -80,14 +80,6 @@ class FencedEvents:
         self.events.record(involved=involved, reason=reason, message=message, event_type=event_type)
 
 
-class AlwaysLeader:
-    """Leadership when election is off: one replica, always leading (the chart then runs one replica)."""
-
-    def is_leader(self) -> bool:
-        """Always True."""
-        return True
-
-
 class ElectionThread:
     """Runs an elector's loop in a daemon thread; ``stop()`` ends it and releases the lease.
 

@@ -23,7 +23,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -123,11 +123,9 @@ class DemoResult:
     original_route: Any
     alerts: list[dict[str, Any]]
     versions: dict[str, str]
-    fault_started: bool = False
     v2_connections_after_reload: int | None = None
     phase_message: str = ""
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """The machine-readable result."""
@@ -268,7 +266,7 @@ class Sandbox:
         emulator = self._component("kubernetes api emulator", lambda: KubeApiEmulator().start())
         stack.callback(emulator.stop)
         self.emulator = emulator
-        self.original = load_scenario(emulator, options.variant)
+        load_scenario(emulator, options.variant)
         emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROLLER_NAMESPACE}})
         self.v1 = self._component("tcp-echo v1", lambda: TcpEchoServer("one").start())
         stack.callback(self.v1.stop)
@@ -560,7 +558,6 @@ def _result(
             "prometheus": sandbox.prometheus.version(),
             "alertmanager": sandbox.alertmanager.version(),
         },
-        fault_started=fault_at is not None,
         v2_connections_after_reload=after_reload,
         phase_message=str((status or {}).get("message", "")),
         seconds=seconds,
