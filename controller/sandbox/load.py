@@ -18,7 +18,7 @@ from controller.sandbox.tcpecho import ask
 
 @dataclass(frozen=True)
 class Reply:
-    """One connection: when it started (monotonic s), what came back, and how long it took."""
+    """One connection: when it was accepted (monotonic s), what came back, and how long it took in all."""
 
     started: float
     outcome: str  # "one", "two" or "error"
@@ -99,10 +99,19 @@ class LoadClient:
                 self._stop.wait(delay)
 
     def _one(self, number: int) -> None:
-        started = self.clock()
+        # Stamped when the gateway accepted the connection (or when connecting failed), not when the worker
+        # began: on a loaded machine a worker can start a while before it connects, under another config.
+        begun = self.clock()
+        stamp = {"at": begun}
+
+        def connected() -> None:
+            stamp["at"] = self.clock()
+
         try:
-            reply = ask(self.address, f"hello {number}", timeout=self.timeout)
+            reply = ask(self.address, f"hello {number}", timeout=self.timeout, on_connect=connected)
         except OSError as exc:
+            if stamp["at"] == begun:
+                stamp["at"] = self.clock()
             outcome, detail = "error", type(exc).__name__
         else:
             if reply is None:
@@ -114,7 +123,7 @@ class LoadClient:
             else:
                 outcome, detail = "error", f"unexpected reply {reply[:40]!r}"
         with self._lock:
-            self._replies.append(Reply(started, outcome, self.clock() - started, detail))
+            self._replies.append(Reply(stamp["at"], outcome, self.clock() - begun, detail))
 
     def replies(self, since: float | None = None, until: float | None = None) -> list[Reply]:
         """Replies to connections started in ``[since, until)``, in start order."""

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -217,7 +217,9 @@ class TcpEchoServer:
                 self._handlers.discard(task)
 
 
-def ask(address: tuple[str, int], line: str, *, timeout: float = 2.0) -> str | None:
+def ask(
+    address: tuple[str, int], line: str, *, timeout: float = 2.0, on_connect: Callable[[], None] | None = None
+) -> str | None:
     """Open a connection, send one line, return the reply without its newline (None when the peer closed
     without answering, as a proxy does when its upstream refuses), then close.
 
@@ -225,6 +227,8 @@ def ask(address: tuple[str, int], line: str, *, timeout: float = 2.0) -> str | N
         OSError: the connection could not be made (``ConnectionRefusedError``) or timed out.
     """
     with socket.create_connection(address, timeout=timeout) as sock:
+        if on_connect is not None:
+            on_connect()  # the moment the peer accepted: what routed this connection is in effect now
         received = b""
         try:
             sock.sendall(line.encode() + b"\n")
