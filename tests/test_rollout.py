@@ -370,6 +370,33 @@ def test_a_new_revision_mid_rollout_takes_traffic_off_the_replaced_canary_at_onc
     assert sim.canary_weight() == 0
 
 
+def test_a_pause_while_a_new_revision_restores_the_route_still_finishes_the_restore_and_starts_no_step() -> None:
+    # Found by the state-machine test: the restore's write was lost (crash), then a pause came before the
+    # next pass; the paused run tried to repeat a step write that had no weight, and failed the rollout.
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.run_until({Phase.PROGRESSING})
+    sim.tick(61)
+    sim.tick(61)
+    assert sim.canary_weight() == 20
+    sim.revision = "rev-2"
+    sim.tick(1, apply=False)  # decided the restore, crashed before writing it
+    assert sim.canary_weight() == 20
+    sim.command(CommandKind.PAUSE)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PAUSED, sim.status.last_error
+    assert sim.live == sim.original, "the old run's weight must still leave the replaced canary"
+    for _ in range(3):
+        sim.tick(61)
+    assert sim.status.phase == Phase.PAUSED
+    assert sim.live == sim.original
+    assert sim.status.step_index == -1
+    sim.command(CommandKind.RESUME)
+    sim.tick(1)
+    sim.tick(1)
+    assert sim.status.phase == Phase.PROGRESSING
+    assert sim.canary_weight() == 0
+
+
 def test_a_run_after_a_promotion_rolls_back_to_the_route_the_controller_first_found() -> None:
     sim = Sim(seed_policy(stepDuration="1m"), seed_target())
     sim.run_until({Phase.PROMOTED})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -113,3 +114,6 @@ class RolloutMachine(RuleBasedStateMachine):
 
 RolloutMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
 TestRolloutMachine = RolloutMachine.TestCase
+# Passing takes seconds. A found failure is shrunk for up to Hypothesis's 300 s limit; the suite's 120 s
+# timeout would cut that short and report a confusing "Flaky" error instead of the minimal failing steps.
+TestRolloutMachine = pytest.mark.timeout(400)(TestRolloutMachine)

@@ -631,6 +631,8 @@ def _decide(work: _Pass) -> None:
         return
     if phase == Phase.PENDING:
         _pending(work)
+    elif phase == Phase.PAUSED and work.status.step_index < 0:
+        _paused_before_the_steps(work)
     elif phase in {Phase.PROGRESSING, Phase.PAUSED}:
         _progressing(work)
     elif phase == Phase.ROLLING_BACK:
@@ -748,14 +750,30 @@ def _wait_for_target(work: _Pass) -> None:
         work.status.message = f"waiting for the target: {missing}"
 
 
+def _restoring_before_the_run(work: _Pass) -> bool:
+    """A new revision arrived mid-run: the route still sends the old run's weight to a canary that is being
+    replaced. Put the original route back first (again, until it is live); the new run starts from it."""
+    status = work.status
+    if status.original is None or work.live_destinations() == status.original.destinations:
+        return False
+    work.write_restore()
+    status.message = "new revision: restoring the original route before the new run starts"
+    return True
+
+
+def _paused_before_the_steps(work: _Pass) -> None:
+    """Paused before step 1: start nothing, but finish putting the original route back if a new revision
+    interrupted a run, since the old run's weight still points at a canary being replaced."""
+    if _restoring_before_the_run(work):
+        work.status.message += " (paused: no step starts until resumed)"
+        return
+    work.status.write_pending = False
+
+
 def _pending(work: _Pass) -> None:
     status = work.status
     policy = work.policy
-    if status.original is not None and work.live_destinations() != status.original.destinations:
-        # A new revision arrived mid-run: the route still sends the old run's weight to a canary that is
-        # being replaced. Put the original route back first; the new run starts from it.
-        work.write_restore()
-        status.message = "new revision: restoring the original route before the new run starts"
+    if _restoring_before_the_run(work):
         return
     if not work.obs.canary_ready:
         deadline = policy.spec.workload.progress_deadline_seconds
@@ -825,9 +843,6 @@ def _progressing(work: _Pass) -> None:
         else None
     )
     if current is not None and _count_analysis(work, current):
-        return
-    if status.paused_reason == "promote":
-        _promote(work)
         return
     if status.paused_reason == "promote":
         _promote(work)
