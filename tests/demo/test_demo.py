@@ -140,7 +140,11 @@ def test_a_canary_refusing_connections_is_rolled_back_and_alerted(
     assert labels["namespace"] == "istio-io-tcp-traffic-shifting"
     assert annotations["check_1_name"] == "connect-errors"
     assert annotations["check_1_verdict"] == "fail"
-    assert float(annotations["check_1_value"]) > 0.5
+    # The failing window may begin before the fault did (seen: 0.38), so the canary's ratio is not necessarily
+    # near 1; the check fails by the max or by the count test against stable, and either way it is worse.
+    threshold = annotations["check_1_threshold"]
+    assert threshold == "max 0.05" or threshold.startswith("binomial test at "), threshold
+    assert float(annotations["check_1_value"]) > float(annotations.get("check_1_stable_value", "0"))
     assert int(annotations["check_1_sample_size"]) > 0
 
 
