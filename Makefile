@@ -10,7 +10,7 @@ help:
 	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
 	@echo "             (DEMO_ARGS='--fault-at 50' for the rollback run)"
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
-	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about 25 min)"
+	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about half an hour)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
 
 $(STAMP): pyproject.toml
