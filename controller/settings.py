@@ -60,12 +60,12 @@ class Settings(BaseSettings):
         10.0, gt=0, le=300, description="Default per-query Prometheus timeout, s. Default 10."
     )
     prometheus_group_seconds: float = Field(
-        1.0,
+        5.0,
         ge=0,
         le=60,
         description="Seconds one grouped Prometheus answer serves every rollout checking the same built-in "
         "template over the same window (at most a quarter of the window), so queries do not grow with the "
-        "number of rollouts. 0: every rollout queries alone. Default 1.",
+        "number of rollouts. 0: every rollout queries alone. Default 5.",
     )
     prometheus_bearer_token_env: str | None = Field(
         None, description="Name of an environment variable holding the default Prometheus bearer token."

@@ -218,6 +218,25 @@ def test_rollouts_checking_the_same_template_and_window_share_one_grouped_query(
     assert len(metrics.vector_queries) == 6
 
 
+def test_a_pass_that_began_just_before_a_grouped_answer_uses_it_and_never_replaces_it() -> None:
+    # Passes run in parallel: a worker whose pass began a moment earlier asks after another fetched.
+    metrics = GroupedMetrics()
+    analysis = PrometheusAnalysis(metrics, group_seconds=1.0)
+    now = T0 + timedelta(seconds=31)
+    analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
+    earlier = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now - timedelta(seconds=0.3))
+    assert earlier is not None
+    assert earlier.checks[0]["canaryConnections"] == 300
+    assert len(metrics.vector_queries) == 2, "the earlier pass reused the answer"
+    # Too far before it: that pass fetches its own answer, and the newer one stays for the others.
+    analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now - timedelta(seconds=1.5))
+    assert len(metrics.vector_queries) == 4
+    analysis.verdict(policy=_named("d", "tcp-echo-v2"), status=_status(), now=now + timedelta(seconds=0.9))
+    assert len(metrics.vector_queries) == 4, "the newer answer was kept"
+    before = now - timedelta(seconds=1.5)
+    assert [at for _, at in metrics.vector_queries] == [now, now, before, before]
+
+
 def test_without_grouping_every_rollout_queries_alone() -> None:
     metrics = GroupedMetrics()
     PrometheusAnalysis(metrics).verdict(

@@ -11,8 +11,9 @@
 * Grouped queries (``group_seconds`` > 0): built-in checks over the same window share one query per
   counter across every rollout (``sum by`` the labels that tell rollouts apart), so the queries per tick
   grow with the number of templates and windows, not of rollouts. A grouped answer serves the rollouts
-  that ask within ``group_seconds`` of it (at most a quarter of its window), and only when its window
-  lies inside their step.
+  that ask within ``group_seconds`` of it, before or after (at most a quarter of its window: passes run in
+  parallel, so one that started a moment before the answer was fetched uses it too), and only when its
+  window lies inside their step. A newer answer is never replaced by an older one.
 """
 
 from __future__ import annotations
@@ -259,18 +260,18 @@ class PrometheusAnalysis:
         connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
         cache_key = (connection, f"{template}|{variables.cluster_label}", prom_duration(variables.window_seconds))
         with self._groups_lock:
-            entry = self._groups.get(cache_key)
+            current = self._groups.get(cache_key)
             usable = (
-                entry is not None
-                and timedelta(0)
-                <= now - entry.at
-                <= timedelta(seconds=min(self.group_seconds, variables.window_seconds / 4))
-                and entry.at.timestamp() - variables.window_seconds >= variables.step_start - 0.001
+                current is not None
+                and abs((now - current.at).total_seconds()) <= min(self.group_seconds, variables.window_seconds / 4)
+                and current.at.timestamp() - variables.window_seconds >= variables.step_start - 0.001
             )
             fetch = not usable
+            entry = current
             if fetch:
                 entry = _Grouped(at=now, ready=threading.Event(), parts={})
-                self._groups[cache_key] = entry
+                if current is None or current.at <= now:
+                    self._groups[cache_key] = entry
                 stale = now - timedelta(seconds=max(60.0, 2 * self.group_seconds))
                 for old in [k for k, e in self._groups.items() if e.at < stale]:
                     del self._groups[old]
