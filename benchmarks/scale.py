@@ -12,7 +12,7 @@
   with the built-in ``istio-tcp-connect-error-ratio`` template every 10 s, steps of an hour so every rollout
   stays at its first step, tick 5 s.
 
-Once every rollout is ``Progressing`` and one more analysis interval has passed, it measures for a fixed
+Once every rollout is ``Progressing`` and one more analysis interval and two ticks have passed, it measures for a fixed
 window: the controller's CPU time and memory (``/proc``), its passes (``canary_tick_duration_seconds``), the
 queries Prometheus answered (its own ``prometheus_http_requests_total``), and every Kubernetes request and
 write (the emulator's log). It writes ``DIR/scale.json`` (every figure, the machine, the Prometheus version)
@@ -714,7 +714,7 @@ def run_size(
         controller_started = time.monotonic()
         controller.wait_serving()
 
-        # Warm-up: every rollout at its first step, then one more analysis interval and tick.
+        # Warm-up: every rollout at its first step, then one more analysis interval and two ticks.
         deadline = controller_started + warmup_limit
         phases: dict[str, int] = {}
         progressing_at: float | None = None
@@ -730,7 +730,9 @@ def run_size(
                 f"N={count}{label}: not every rollout progressing after {warmup_limit:g} s: {phases}", file=sys.stderr
             )
         print(f"N={count}{label}: {phases}; settling", file=sys.stderr, flush=True)
-        _wait(ANALYSIS_INTERVAL_SECONDS + tick, controller)
+        # A step's clock starts at the pass after its weight was written (up to a tick later), and its first
+        # analysis interval is short: wait those out, or the window holds young steps' short windows.
+        _wait(ANALYSIS_INTERVAL_SECONDS + 2 * tick, controller)
 
         print(f"N={count}{label}: measuring for {seconds:g} s", file=sys.stderr, flush=True)
         before = _snapshot(controller, kube, prometheus, end=False)
