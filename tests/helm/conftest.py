@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import KubeApiEmulator, ResourceType
+from controller.sandbox.kubeapi import KubeApiEmulator
+from controller.sandbox.kubeapi.resources import resource_type
 from tests.conftest import REPO, policy_doc
 
 CHART = REPO / "helm"
@@ -149,30 +150,17 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _resource(group: str, plural: str, kind: str, *, namespaced: bool = True) -> ResourceType:
-    return ResourceType(
-        group=group,
-        plural=plural,
-        singular=kind.lower(),
-        kind=kind,
-        list_kind=f"{kind}List",
-        namespaced=namespaced,
-        versions=("v1",),
-        storage_version="v1",
-    )
-
-
 # Kinds the chart installs that the emulator does not serve by default.
 EXTRA_KINDS = (
-    _resource("", "serviceaccounts", "ServiceAccount"),
-    _resource("rbac.authorization.k8s.io", "roles", "Role"),
-    _resource("rbac.authorization.k8s.io", "rolebindings", "RoleBinding"),
-    _resource("rbac.authorization.k8s.io", "clusterroles", "ClusterRole", namespaced=False),
-    _resource("rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
-    _resource("policy", "poddisruptionbudgets", "PodDisruptionBudget"),
-    _resource("monitoring.coreos.com", "servicemonitors", "ServiceMonitor"),
+    resource_type("", "v1", "serviceaccounts", "ServiceAccount"),
+    resource_type("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    resource_type("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    resource_type("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    resource_type("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    resource_type("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    resource_type("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
 )
-DEPLOYMENTS = _resource("apps", "deployments", "Deployment")
+DEPLOYMENTS = resource_type("apps", "v1", "deployments", "Deployment")
 
 
 def helm_worker() -> None:

@@ -127,7 +127,7 @@ class ResourceType:
         return version in self.status_versions
 
 
-def _builtin(
+def resource_type(
     group: str,
     version: str,
     plural: str,
@@ -138,6 +138,7 @@ def _builtin(
     short_names: tuple[str, ...] = (),
     **flags: Any,
 ) -> ResourceType:
+    """A resource type served in one version (``flags``: the other :class:`ResourceType` fields)."""
     return ResourceType(
         group=group,
         plural=plural,
@@ -156,19 +157,19 @@ def _builtin(
 def builtin_resources() -> list[ResourceType]:
     """The built-in resource types, with the flags of their real registry strategies."""
     return [
-        _builtin(
+        resource_type(
             "", "v1", "namespaces", "Namespace", namespaced=False, status=True, short_names=("ns",), name_rule="label"
         ),
-        _builtin("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
-        _builtin("", "v1", "secrets", "Secret"),
-        _builtin("", "v1", "services", "Service", status=True, short_names=("svc",), name_rule="dns1035"),
-        _builtin("", "v1", "events", "Event", short_names=("ev",), allow_create_on_update=True),
-        _builtin(
+        resource_type("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
+        resource_type("", "v1", "secrets", "Secret"),
+        resource_type("", "v1", "services", "Service", status=True, short_names=("svc",), name_rule="dns1035"),
+        resource_type("", "v1", "events", "Event", short_names=("ev",), allow_create_on_update=True),
+        resource_type(
             "apps", "v1", "deployments", "Deployment", status=True, short_names=("deploy",), tracks_generation=True
         ),
-        _builtin("coordination.k8s.io", "v1", "leases", "Lease"),
-        _builtin("events.k8s.io", "v1", "events", "Event", short_names=("ev",), allow_create_on_update=True),
-        _builtin(
+        resource_type("coordination.k8s.io", "v1", "leases", "Lease"),
+        resource_type("events.k8s.io", "v1", "events", "Event", short_names=("ev",), allow_create_on_update=True),
+        resource_type(
             CRD_GROUP,
             "v1",
             "customresourcedefinitions",
