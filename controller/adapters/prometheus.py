@@ -72,6 +72,10 @@ _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*([^'\")]+)")
 
 
+# Why nothing can be measured when neither the policy nor the controller names a Prometheus.
+NO_PROMETHEUS_URL = "no Prometheus URL (set CANARY_PROMETHEUS_URL or spec.analysis.prometheus.url)"
+
+
 class SecretError(CanaryError):
     """A secret reference cannot be resolved. The message names the reference, never the value.
 
@@ -398,7 +402,7 @@ class PrometheusMetricsSource:
         namespace = policy.metadata.namespace if policy is not None else ""
         url = (spec.url if spec is not None else None) or self.default_url
         if not url:
-            raise PolicyError(["no Prometheus URL: set spec.analysis.prometheus.url or the controller's default"])
+            raise PolicyError([NO_PROMETHEUS_URL])
         url = url.rstrip("/")
         timeout = self.default_timeout_seconds
         if spec is not None and "timeout" in spec.model_fields_set:

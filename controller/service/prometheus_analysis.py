@@ -41,7 +41,7 @@ from controller.core.promql import (
     istio_counts,
     prom_duration,
 )
-from controller.core.rollout import AnalysisResult, RolloutStatus
+from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
 from controller.ports import GroupedMetricsSource, MetricsSource
 from controller.service.analysis import NoAnalysis
 
@@ -50,6 +50,19 @@ from controller.service.analysis import NoAnalysis
 class _Key:
     namespace: str
     name: str
+
+
+_QUERY_FAILED = "query failed: "
+
+
+def _one_query_problem(results: list[CheckResult]) -> str | None:
+    """The problem, once, when every check failed to query for the same reason (no Prometheus URL, Prometheus
+    down): it is what holds the step, and naming each check in front of it only hides it."""
+    reasons = {result.reason for result in results if result.verdict == Verdict.INCONCLUSIVE}
+    if not results or len(reasons) != 1 or any(r.verdict != Verdict.INCONCLUSIVE for r in results):
+        return None
+    (reason,) = reasons
+    return reason.removeprefix(_QUERY_FAILED) if reason.startswith(_QUERY_FAILED) else None
 
 
 def variables_for(policy: CanaryPolicy, *, window_seconds: float, step_start: datetime) -> Variables:
@@ -151,6 +164,9 @@ class PrometheusAnalysis:
                 )
             )
         verdict, reason = combine(results)
+        shared = _one_query_problem(results)
+        if shared is not None:
+            reason = shared
         return AnalysisResult(
             run_id=status.run_id,
             step_index=status.step_index,
