@@ -130,6 +130,7 @@ class SourceProblem:
     message: str
     namespace: str | None = None
     name: str | None = None
+    reason: str = "InvalidPolicy"  # the Event's reason: InvalidPolicy, or PolicyRefused (core.admission)
 
 
 @dataclass(frozen=True)
