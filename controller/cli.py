@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from controller import __version__
 from controller.adapters.policy_files import check_documents, lint_paths
@@ -23,6 +24,7 @@ from controller.core.durations import parse_go_duration
 from controller.core.plan import Plan, SourceDocument, plan_rollout
 from controller.core.policy import policy_json_schema
 from controller.errors import TargetError
+from controller.runtime.settings_help import settings_help
 
 app = typer.Typer(
     name="canaryctl",
@@ -42,6 +44,22 @@ class OutputFormat(StrEnum):
 
 def _err(line: str) -> None:
     typer.echo(line, err=True)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"canaryctl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Canary rollouts for TCP services on Istio and Gateway API."""
 
 
 @app.command()
@@ -198,12 +216,17 @@ def replay(
             typer.echo(f"  {at} {evaluation.verdict}: {evaluation.reason}")
 
 
-@app.command()
 def run() -> None:
-    """Run the controller daemon (settings from CANARY_* environment variables; see README)."""
     from controller.runtime.composition import run as run_daemon  # noqa: PLC0415 - heavy imports, daemon only
 
     run_daemon()
+
+
+run.__doc__ = (
+    "Run the controller daemon. Every setting is an environment variable; an invalid one stops it at once, "
+    "named.\n\n" + escape(settings_help())
+)
+app.command(name="run", short_help="Run the controller daemon (settings: CANARY_* environment variables).")(run)
 
 
 class DemoVariant(StrEnum):
