@@ -89,7 +89,11 @@ def test_target_namespace_overrides_policy_namespace() -> None:
         ("spec.schedule.stepDuration", "120", ("spec.schedule.stepDuration", "must be a Go-style duration")),
         ("spec.schedule.stepDuration", "0s", ("spec.schedule.stepDuration", "must be positive (got '0s')")),
         ("spec.schedule.stepDuration", "-1m", ("spec.schedule.stepDuration", "must be positive (got '-1m')")),
-        ("spec.schedule.stepDuration", 120, ("spec.schedule.stepDuration", "must be a string (got 120)")),
+        (
+            "spec.schedule.stepDuration",
+            120,
+            ("spec.schedule.stepDuration", "must be a duration with a unit, such as 120s (got the number 120)"),
+        ),
         (
             "spec.target.route.protocol",
             "udp",
