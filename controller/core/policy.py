@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -32,7 +33,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from controller.core.durations import GO_DURATION_PATTERN, parse_go_duration
+from controller.core.display import shown
+from controller.core.durations import MAX_GO_DURATION, POSITIVE_GO_DURATION_PATTERN, parse_go_duration
 
 API_VERSION = "canaryctl.dev/v1alpha1"
 KIND = "CanaryPolicy"
@@ -46,34 +48,48 @@ _DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 _HOST = r"^[A-Za-z0-9]([-A-Za-z0-9_.:]*[A-Za-z0-9])?$"
 
 
+# Names, hosts and durations are matched whole (``re.fullmatch``): with ``re.match`` a ``$`` also accepts a
+# trailing newline, which ``name: |`` in YAML produces and which the API server then refuses (422).
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not re.match(_DNS1123_LABEL, value):
+    if len(value) > 63 or not re.fullmatch(_DNS1123_LABEL, value):
         raise PydanticCustomError(
             "dns_label",
             "must be a DNS-1123 label: at most 63 lower-case letters, digits or '-', "
-            "starting and ending with a letter or digit (got '{value}')",
-            {"value": value},
+            "starting and ending with a letter or digit (got {value})",
+            {"value": shown(value)},
         )
     return value
 
 
 def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not re.match(_DNS1123_SUBDOMAIN, value):
+    if len(value) > 253 or not re.fullmatch(_DNS1123_SUBDOMAIN, value):
         raise PydanticCustomError(
             "dns_subdomain",
             "must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit (got '{value}')",
-            {"value": value},
+            "starting and ending with a letter or digit (got {value})",
+            {"value": shown(value)},
         )
     return value
 
 
 def _host(value: str) -> str:
-    if len(value) > 253 or not re.match(_HOST, value):
+    if len(value) > 253 or not re.fullmatch(_HOST, value):
         raise PydanticCustomError(
             "host",
-            "must be a host name (short or fully qualified) or an IP address (got '{value}')",
-            {"value": value},
+            "must be a host name (short or fully qualified) or an IP address (got {value})",
+            {"value": shown(value)},
+        )
+    return value
+
+
+def _duration_type(value: Any) -> Any:
+    """A bare number is the most common duration mistake (``interval: 30``): say which unit to add."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        example = f"{value:g}s" if value > 0 else "30s"
+        raise PydanticCustomError(
+            "go_duration_type",
+            "must be a duration with a unit, such as {example} (got the number {value})",
+            {"example": example, "value": f"{value:g}"},
         )
     return value
 
@@ -81,14 +97,17 @@ def _host(value: str) -> str:
 def _go_duration(value: str) -> str:
     try:
         seconds = parse_go_duration(value)
-    except ValueError:
+    except ValueError as exc:
+        too_long = str(exc).startswith("longer")
         raise PydanticCustomError(
             "go_duration",
-            "must be a Go-style duration such as 30s, 2m or 1h30m (got '{value}')",
-            {"value": value},
+            "must be at most {limit} (about 292 years), the longest Go duration (got {value})"
+            if too_long
+            else "must be a Go-style duration such as 30s, 2m or 1h30m (got {value})",
+            {"value": shown(value), "limit": MAX_GO_DURATION},
         ) from None
     if seconds <= 0:
-        raise PydanticCustomError("go_duration", "must be positive (got '{value}')", {"value": value})
+        raise PydanticCustomError("go_duration", "must be positive (got {value})", {"value": shown(value)})
     return value
 
 
@@ -109,14 +128,49 @@ Host = Annotated[
 ]
 GoDuration = Annotated[
     StrictStr,
+    BeforeValidator(_duration_type),
     AfterValidator(_go_duration),
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": GO_DURATION_PATTERN,
-            "description": "Go-style duration, e.g. 30s, 2m, 1h30m; must be positive.",
+            "pattern": POSITIVE_GO_DURATION_PATTERN,
+            "description": f"Go-style duration, e.g. 30s, 2m, 1h30m; positive, at most {MAX_GO_DURATION}.",
         }
     ),
+]
+
+
+def _count_or_duration(value: Any) -> Any:
+    """One clear message for a value that is neither branch of ``count | duration`` (not one per branch)."""
+    if isinstance(value, str):
+        return _go_duration(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise PydanticCustomError("count", "must be at least 1 (got {value})", {"value": value})
+        return value
+    got = f"the number {value:g}" if isinstance(value, float) else _type_name(value)
+    raise PydanticCustomError(
+        "count_or_duration",
+        "must be a count (a whole number such as 10) or a duration with a unit such as 10m (got {got})",
+        {"got": got},
+    )
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+CountOrDuration = Annotated[
+    Annotated[StrictInt, Field(ge=1)] | GoDuration,
+    BeforeValidator(_count_or_duration),
 ]
 PortNumber = Annotated[StrictInt, Field(ge=1, le=65535)]
 Percent = Annotated[StrictInt, Field(ge=0, le=100)]
@@ -334,6 +388,10 @@ class BasicAuth(_Model):
     password: SecretRef = Field(description="Password, by reference.")
 
 
+# Headers whose value is a credential: a literal one in a policy would be readable by anyone who can read it.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
 class PrometheusSpec(_Model):
     """How to reach Prometheus. Unset fields fall back to the controller's settings."""
 
@@ -349,8 +407,16 @@ class PrometheusSpec(_Model):
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusSpec:
+        problems: list[tuple[Path, str]] = []
         if self.bearer_token is not None and self.basic_auth is not None:
-            raise _rules_error([(("bearerToken",), "use bearerToken or basicAuth, not both")])
+            problems.append((("bearerToken",), "use bearerToken or basicAuth, not both"))
+        problems.extend(
+            (("headers", name), "must not carry credentials in the policy: use bearerToken or basicAuth, by reference")
+            for name in self.headers or {}
+            if name.strip().lower() in _CREDENTIAL_HEADERS
+        )
+        if problems:
+            raise _rules_error(problems)
         return self
 
 
@@ -442,7 +508,7 @@ class Analysis(_Model):
     failure_limit: Annotated[StrictInt, Field(ge=1)] = Field(
         1, description="Consecutive FAIL verdicts that roll back (default 1: fail fast)."
     )
-    max_inconclusive: Annotated[StrictInt, Field(ge=1)] | GoDuration | None = Field(
+    max_inconclusive: CountOrDuration | None = Field(
         None,
         description="Consecutive inconclusive verdicts (a count) or time inconclusive (a duration) after which "
         "onInconclusive applies. Unset: wait forever.",

@@ -8,13 +8,16 @@ list of ``Problem`` records, with messages written for people (``must be an inte
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from controller.core.policy import CanaryPolicy, Path
+from controller.core.display import is_plain, shown
+from controller.core.policy import CanaryPolicy, GenericWebhookTarget, Path, SecretRef, WebhookUrlTarget
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,13 @@ class Problem:
 
 
 def dotted_path(path: Path) -> str:
-    """Render a path as ``a.b[2].c``."""
+    """Render a path as ``a.b[2].c``; a key that would not print as itself is shown escaped: ``a['x\\ny']``."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not is_plain(part) or not part:
+            text += f"[{shown(part)}]"
         else:
             text += f".{part}" if text else part
     return text or "(document)"
@@ -68,7 +73,7 @@ def problems_from_validation_error(exc: ValidationError, model: type[BaseModel])
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return repr(value)
+        return shown(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -97,7 +102,15 @@ def _message(error: ErrorDetails, model: type[BaseModel]) -> str:
     if kind in {"string_type"}:
         return f"must be a string{got}"
     if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        secret = _secret_hint(_model_at(model, loc))
+        if secret is not None and isinstance(value, str):
+            # Never echo it: a literal here is a webhook URL, a token or a password.
+            return secret
         return f"must be a mapping{got}"
+    if kind in {"float_type", "float_parsing"}:
+        return _number_message(value, got)
+    if kind == "string_pattern_mismatch":
+        return f"must match the pattern {ctx.get('pattern')}{got}"
     if kind == "list_type":
         return f"must be a list{got}"
     if kind == "greater_than_equal":
@@ -109,6 +122,47 @@ def _message(error: ErrorDetails, model: type[BaseModel]) -> str:
     if kind == "string_too_short" and ctx.get("min_length") == 1:
         return "must not be empty"
     return str(error["msg"])
+
+
+_PERCENT = re.compile(r"\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*%\s*")
+
+
+def _number_message(value: Any, got: str) -> str:
+    """``max: 1%`` is the usual slip: thresholds and ratios are fractions."""
+    match = _PERCENT.fullmatch(value) if isinstance(value, str) else None
+    if match is not None:
+        try:
+            fraction = format(Decimal(match.group(1)).scaleb(-2).normalize(), "f")
+        except InvalidOperation:  # pragma: no cover - the pattern admits only decimal numbers
+            fraction = "a fraction"
+        return f"must be a number; ratios are fractions, so {match.group(1)}% is written {fraction}{got}"
+    return f"must be a number{got}"
+
+
+_SECRET_FORM = "{secretKeyRef: {name: SECRET, key: KEY}} or {env: VARIABLE}"
+
+
+def _secret_hint(found: type[BaseModel] | None) -> str | None:
+    """Why a literal string cannot stand here and how to reference it, or None where no secret belongs."""
+    if found is SecretRef:
+        return f"must not hold the secret itself: write {_SECRET_FORM}"
+    for model, field, what in ((WebhookUrlTarget, "webhookUrl", "webhook URL"), (GenericWebhookTarget, "url", "URL")):
+        if found is model:
+            forms = " or ".join(f"{{{field}: {form}}}" for form in _SECRET_FORM.split(" or "))
+            return f"must not hold the {what} itself (it is a secret): write {forms}"
+    return None
+
+
+def _model_at(model: type[BaseModel], loc: Path) -> type[BaseModel] | None:
+    """The model expected at ``loc`` (list indexes skipped), or None when ``loc`` holds no model."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue
+        current = _submodel(current, part)
+    return current
 
 
 def _unknown_field(model: type[BaseModel], loc: Path) -> str:
