@@ -6,6 +6,7 @@ the setting. Only ``controller.runtime`` reads settings.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from controller.core.policy import AlertRoute
+from controller.core.url_rules import ANY_URL, credentials_in_url, strip_userinfo
 
 
 class Settings(BaseSettings):
@@ -81,6 +83,18 @@ class Settings(BaseSettings):
         None, description="Name of an environment variable holding a PEM CA bundle for Prometheus."
     )
     prometheus_insecure_skip_verify: bool = Field(False, description="Skip TLS verification of Prometheus (avoid).")
+    policy_prometheus_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Prometheus base URLs that CanaryPolicy resources may name in "
+        "spec.analysis.prometheus.url besides the default (CANARY_PROMETHEUS_URL); {namespace} stands for the "
+        "policy's namespace (http://prometheus.{namespace}:9090 lets each namespace use its own), * for any URL. "
+        "Empty (the default): the default URL only. Policy files are the operator's and are not limited.",
+    )
+    policy_env_allowed: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated environment variables of the controller that CanaryPolicy resources may "
+        "name in {env: NAME} references. Empty (the default): none; policy files may name any.",
+    )
     alerts: list[AlertRoute] = Field(
         default_factory=list,
         description="Alert routes every policy's alerts also go to, as JSON in the policy's spec.alerts form "
@@ -132,13 +146,47 @@ class Settings(BaseSettings):
     )
     http_host: str = Field("0.0.0.0", description="Address of the /healthz, /readyz and /metrics server.")
     http_port: int = Field(8080, ge=0, le=65535, description="Port of that server (0: a free one). Default 8080.")
+    http_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds a client of that server has to send its request, and to take the answer; slower "
+        "connections are closed. Default 5.",
+    )
+    http_max_connections: int = Field(
+        256,
+        ge=4,
+        le=4096,
+        description="Connections that server keeps open at once; beyond it the idlest one is closed (keep it well "
+        "below the process's open-file limit). Default 256.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level. Default INFO.")
 
-    @field_validator("watch_namespaces", mode="before")
+    @field_validator("watch_namespaces", "policy_prometheus_urls", "policy_env_allowed", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("policy_prometheus_urls")
+    @classmethod
+    def _allowed_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if url == ANY_URL:
+                continue
+            if not re.fullmatch(r"https?://\S+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL (nor *)")
+            if credentials_in_url(url):
+                raise ValueError(f"{strip_userinfo(url)}: credentials inside the URL (user:password@) are refused")
+        return value
+
+    @field_validator("policy_env_allowed")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
         return value
 
     @model_validator(mode="after")

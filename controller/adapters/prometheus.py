@@ -5,10 +5,13 @@ Prometheus (or the way to it) does: a value, no data, or an error that says prec
 cut short, with the URL but never a credential in it.
 
 Connections come from the policy's ``spec.analysis.prometheus`` (falling back to the controller's
-defaults field by field). Each distinct connection (URL, authentication, headers, TLS, timeout) gets one
-``PrometheusConnect`` client, reused across queries; credentials only enter the cache key as SHA-256
-digests. Secrets are never inline in a policy: ``SecretReader`` resolves a ``SecretRef`` from an environment
-variable of the controller or a key of a Kubernetes Secret in the policy's namespace.
+defaults field by field, but only for the default URL: a policy naming another server gets none of the
+default credentials, headers or TLS settings). Each distinct connection (URL, authentication, headers,
+TLS, timeout) gets one ``PrometheusConnect`` client, reused across queries; credentials only enter the
+cache key as SHA-256 digests. Secrets are never inline in a policy: ``SecretReader`` resolves a
+``SecretRef`` from an environment variable of the controller or a key of a Kubernetes Secret in the
+policy's namespace (which references a CanaryPolicy resource may use is decided before, by
+``controller.core.admission``).
 
 prometheus-api-client (and ``requests`` under it) is confined to this module.
 """
@@ -34,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -46,6 +49,7 @@ from controller.adapters.kubernetes.api import KubeApi
 from controller.core.durations import parse_go_duration
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, PrometheusSpec, SecretRef
+from controller.core.url_rules import same_url, strip_userinfo
 from controller.errors import ApiError, CanaryError, PolicyError
 
 log = logging.getLogger(__name__)
@@ -225,14 +229,6 @@ class PrometheusConnection:
         return text
 
 
-def strip_userinfo(url: str) -> str:
-    """``url`` without ``user:password@``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
@@ -389,7 +385,10 @@ class PrometheusMetricsSource:
         spec: PrometheusSpec | None = None
         if policy is not None and policy.spec.analysis is not None:
             spec = policy.spec.analysis.prometheus
-        if self.default_spec is not None:
+        own_url = spec.url if spec is not None else None
+        # The default credentials, headers and TLS settings belong to the default Prometheus: a policy that
+        # names another server gets none of them, or its author could collect them there.
+        if self.default_spec is not None and (own_url is None or same_url(own_url, self.default_url)):
             # The controller's defaults (settings), overridden field by field by what the policy sets; a
             # policy that sets either kind of credentials replaces the default credentials entirely.
             if spec is None:
@@ -438,6 +437,35 @@ class PrometheusMetricsSource:
         return PrometheusConnection(
             url=url, timeout_seconds=timeout, verify=verify, headers=headers, auth=auth, secrets=tuple(secrets)
         )
+
+    def ready(self, *, timeout_seconds: float = 3.0) -> str | None:
+        """Whether the default Prometheus answers ``/-/ready``, asked through the very connection the
+        analysis uses (default credentials, headers, CA bundle): None when it does, else why not.
+
+        Never raises; the reason carries no credential.
+        """
+        try:
+            settings = self.connection(None)
+            client = self._client(settings)
+        except CanaryError as exc:
+            return cut(str(exc))
+        session = client._session  # the session built in _client: its TLS settings and adapters
+        try:
+            answer = session.request(
+                "GET",
+                f"{settings.url}/-/ready",
+                headers=dict(settings.headers),
+                auth=settings.auth,
+                timeout=min(timeout_seconds, settings.timeout_seconds),
+                allow_redirects=False,
+            )
+        except requests.exceptions.Timeout:
+            return settings.redact(f"Prometheus at {settings.safe_url}: /-/ready timed out")
+        except requests.exceptions.RequestException as exc:
+            return settings.redact(f"Prometheus at {settings.safe_url} unreachable: {_reason(exc)}")
+        if answer.status_code != 200:
+            return settings.redact(f"Prometheus at {settings.safe_url}: /-/ready answered HTTP {answer.status_code}")
+        return None
 
     def _ca_file(self, pem: str) -> str:
         """A private (0600) file holding ``pem``, one per distinct bundle, deleted by ``close``."""
