@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from types import FrameType
 
-import httpx
 from pydantic import ValidationError
 
 from controller import __version__
@@ -24,6 +23,7 @@ from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
 from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.core.admission import TenantRules
 from controller.core.policy import PrometheusSpec
 from controller.errors import CanaryError
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
@@ -32,6 +32,7 @@ from controller.runtime.daemon import Controller, SystemClock
 from controller.runtime.http import HealthServer
 from controller.runtime.leadership import ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
 from controller.runtime.metrics import ControllerMetrics
+from controller.service.admission import mark_problem, screen
 from controller.service.alerting import AlertDispatcher
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from controller.service.reconcile import Dependencies
@@ -73,6 +74,15 @@ def default_prometheus(settings: Settings) -> PrometheusSpec | None:
     return PrometheusSpec.model_validate(fields) if fields else None
 
 
+def tenant_rules(settings: Settings) -> TenantRules:
+    """What CanaryPolicy resources may reference (policy files are the operator's and not limited)."""
+    return TenantRules(
+        default_prometheus_url=settings.prometheus_url,
+        prometheus_urls=tuple(settings.policy_prometheus_urls),
+        env_names=frozenset(settings.policy_env_allowed),
+    )
+
+
 def build_controller(settings: Settings, *, analysis: AnalysisSource | None = None) -> Controller:
     """Wire every adapter from ``settings``; with leader election, ``controller.election`` must be started."""
     metrics = ControllerMetrics()
@@ -105,15 +115,13 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
     file_store = FencedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), is_leader)
     workloads = KubernetesWorkloadReader(main)
     events = FencedEvents(KubernetesEventRecorder(main), is_leader)
-    chosen_analysis = analysis or PrometheusAnalysis(
-        PrometheusMetricsSource(
-            default_url=settings.prometheus_url,
-            default_timeout_seconds=settings.prometheus_timeout_seconds,
-            secrets=SecretReader(kube=main),
-            default_spec=default_prometheus(settings),
-        ),
-        group_seconds=settings.prometheus_group_seconds,
+    prometheus = PrometheusMetricsSource(
+        default_url=settings.prometheus_url,
+        default_timeout_seconds=settings.prometheus_timeout_seconds,
+        secrets=SecretReader(kube=main),
+        default_spec=default_prometheus(settings),
     )
+    chosen_analysis = analysis or PrometheusAnalysis(prometheus, group_seconds=settings.prometheus_group_seconds)
     sources: list[PolicySource] = []
     if settings.policy_dir is not None:
         sources.append(DirectoryPolicySource(settings.policy_dir))
@@ -135,10 +143,13 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         if problem.source == "crd" and problem.namespace and problem.name:
             events.record(
                 involved=InvolvedObject("CanaryPolicy", "canaryctl.dev/v1alpha1", problem.namespace, problem.name),
-                reason="InvalidPolicy",
+                reason=problem.reason,
                 message=problem.message,
                 event_type="Warning",
             )
+            mark_problem(crd_store, problem, now=SystemClock().now())
+
+    rules = tenant_rules(settings)
 
     dispatcher = AlertDispatcher(
         delivery=HttpAlertDelivery(secrets=SecretReader(kube=main)),
@@ -150,7 +161,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
     )
     controller = Controller(
         sources=sources,
-        merge=merge_snapshots,
+        merge=lambda *snapshots: screen(merge_snapshots(*snapshots), rules),
         dependencies_for=dependencies_for,
         workers=settings.workers,
         tick_seconds=settings.tick_seconds,
@@ -164,8 +175,8 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         controller.readiness["leader election"] = lambda: _election_ready(elector)
     controller.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
     if settings.prometheus_url:
-        url = settings.prometheus_url
-        controller.readiness["prometheus"] = lambda: _prometheus_ready(url)
+        # Through the analysis's own connection: its token, headers and CA bundle.
+        controller.readiness["prometheus"] = prometheus.ready
     return controller
 
 
@@ -193,14 +204,6 @@ def _election_ready(elector: LeaderElector) -> str | None:
     return f"standby without contact with the Lease for too long: {elector.last_error or 'no answer yet'}"
 
 
-def _prometheus_ready(url: str) -> str | None:
-    try:
-        answer = httpx.get(f"{url.rstrip('/')}/-/ready", timeout=3)
-    except httpx.HTTPError as exc:
-        return f"Prometheus unreachable: {type(exc).__name__}"
-    return None if answer.status_code == 200 else f"Prometheus /-/ready answered {answer.status_code}"
-
-
 class Daemon:
     """The controller with its HTTP endpoints and leader election: what ``canaryctl run`` runs.
 
@@ -222,6 +225,8 @@ class Daemon:
             max_heartbeat_age=max(30.0, 3 * settings.tick_seconds),
             host=settings.http_host,
             port=settings.http_port,
+            timeout_seconds=settings.http_timeout_seconds,
+            max_connections=settings.http_max_connections,
         )
         self._thread: threading.Thread | None = None
 
