@@ -197,3 +197,44 @@ def test_lint_shows_an_unknown_key_holding_a_newline_escaped(tmp_path: Path) -> 
     lines = _lint_file(tmp_path, yaml.safe_dump(doc))
     assert len(lines) == 1
     assert "spec.schedule['x\\nforged.yaml:1: ok']: unknown field" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------ custom queries
+
+
+def _with_query(query: str) -> dict[str, Any]:
+    doc = _analysed()
+    doc["spec"]["analysis"]["metrics"] = [{"name": "custom", "query": query, "max": 1}]
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ('sum(x{pod="{{ workload }}"})', 'is inside quotes ("...")'),
+        ("sum(x{pod='{{ canary_workload }}'})", "is inside quotes ('...')"),
+        ('sum(x{pod=~"{{ workload | regex }}.*"})', "is inside quotes"),
+        ('sum(x{ {{ workload }}="a" })', "stands where a label name goes"),
+        ("sum by ({{ workload }}) (x)", "stands where a label name goes"),
+        ("sum(x) without (pod, {{ namespace }})", "stands where a label name goes"),
+        ("{{ workload }}_connections_total", "is glued to a name"),
+    ],
+)
+def test_refuses_a_custom_query_placeholder_that_can_never_parse(query: str, says: str) -> None:
+    problems = _problems(_with_query(query))
+    assert [path for path, _ in problems] == ["spec.analysis.metrics[0].query"]
+    assert says in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'sum(x{pod={{ workload }}, ns={{ namespace }}, c=~{{ canary_cluster | regex }}, a="}"}[{{ window }}])',
+        'sum by (pod) (rate(x{w!={{ workload }}, e="\\"x"}[{{ window }}])) > {{ step_start }}',
+        'label_replace(x{w={{ workload }}}, "dst", "{{ window }}", "src", "")  # "{{ workload }}" in a comment',
+    ],
+)
+def test_accepts_placeholders_where_a_label_value_or_number_goes(query: str) -> None:
+    doc = _with_query(query)
+    doc["spec"]["analysis"]["selector"]["canaryCluster"] = "outbound|9000|v2|tcp-echo"
+    assert _problems(doc) == []

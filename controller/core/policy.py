@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from controller.core.display import shown
 from controller.core.durations import MAX_GO_DURATION, POSITIVE_GO_DURATION_PATTERN, parse_go_duration
+from controller.core.promql import placeholder_problems
 
 API_VERSION = "canaryctl.dev/v1alpha1"
 KIND = "CanaryPolicy"
@@ -730,6 +731,7 @@ def _analysis_rules(spec: Spec) -> list[tuple[Path, str]]:
                     )
                 if flt not in (None, "regex"):
                     problems.append(((*at, "query"), f"unknown filter {flt!r} (only 'regex')"))
+            problems.extend(((*at, "query"), message) for message in placeholder_problems(check.query))
             if check.compare_to_stable is not None and "workload" not in {
                 v for v, _ in template_variables(check.query)
             }:

@@ -203,6 +203,69 @@ def expand_custom(query: str, variables: Variables, side: Side) -> str:
     return _PLACEHOLDER.sub(substitute, query)
 
 
+# Variables expanded to numbers the controller computes; every other one becomes a quoted string literal.
+NUMERIC_VARIABLES = frozenset({"window", "step_start"})
+_GROUPING = re.compile(r"(?:\bby|\bwithout|\bon|\bignoring|\bgroup_left|\bgroup_right)\s*\($")
+_MATCHER_OPERATOR = re.compile(r"\s*(?:=~|!~|!=|=(?!=))")
+_NAME_CHAR = re.compile(r"[A-Za-z0-9_:]")
+
+
+def placeholder_problems(query: str) -> list[str]:
+    """Placeholders of a custom query that can never expand into valid PromQL, one message each.
+
+    A string variable becomes a quoted string literal (``"tcp-echo-v2"``), so it can only stand where a
+    label value does. Refused: one inside the query's own quotes (``pod="{{ workload }}"`` would give
+    ``pod=""tcp-echo-v2""``), one where a label name goes (before ``=``, ``!=``, ``=~``, ``!~``, or in a
+    ``by (...)``-style label list), and one glued to a name (``{{ workload }}_total``).
+    """
+    problems: list[str] = []
+    quote_char: str | None = None
+    labels_depth = 0  # > 0 inside by (...), without (...), on (...), ...
+    index = 0
+    while index < len(query):
+        char = query[index]
+        found = _PLACEHOLDER.match(query, index)
+        if found is not None:
+            name = found.group(1)
+            shown = "{{ " + name + (f" | {found.group(2)}" if found.group(2) else "") + " }}"
+            if name not in NUMERIC_VARIABLES:
+                if quote_char is not None:
+                    problems.append(
+                        f"{shown} is inside quotes ({quote_char}...{quote_char}): it is inserted as a quoted "
+                        "string already; remove the quotes around it"
+                    )
+                elif labels_depth or _MATCHER_OPERATOR.match(query, found.end()):
+                    problems.append(
+                        f"{shown} stands where a label name goes: it is inserted as a quoted string, "
+                        "which can only be a label value"
+                    )
+                elif (index and _NAME_CHAR.match(query[index - 1])) or _NAME_CHAR.match(query, found.end()):
+                    problems.append(
+                        f"{shown} is glued to a name: it is inserted as a quoted string, which can only be a "
+                        "label value"
+                    )
+            index = found.end()
+            continue
+        if quote_char is not None:
+            if char == "\\" and quote_char != "`":
+                index += 2
+                continue
+            if char == quote_char:
+                quote_char = None
+        elif char in "\"'`":
+            quote_char = char
+        elif char == "#":  # a comment runs to the end of the line
+            newline = query.find("\n", index)
+            index = len(query) if newline < 0 else newline
+            continue
+        elif char == "(" and (labels_depth or _GROUPING.search(query, 0, index + 1)):
+            labels_depth += 1
+        elif char == ")" and labels_depth:
+            labels_depth -= 1
+        index += 1
+    return problems
+
+
 # ----------------------------------------------------------------------------------------- grouped queries
 #
 # Many rollouts checking the same built-in template over the same window can share one query per counter:
