@@ -14,6 +14,7 @@ from controller.core.alerts import AlertMessage
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import AlertRoute, CanaryPolicy
 from controller.core.rollout import AnalysisResult, Command, RolloutStatus
+from controller.core.writers import WriterStamp
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class LoadedStatus:
     status: RolloutStatus
     version: str | None
     commands: list[Command]
+    writer: WriterStamp | None = None  # who wrote the status last (None: never, or a version without stamps)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,16 @@ class StatusStore(Protocol):
 
     def save(self, *, policy: PolicyRef, status: RolloutStatus, version: str | None) -> str:
         """Write conditionally on ``version``; returns the new version (ConflictError when stale)."""
+        ...
+
+
+class StampingStatusStore(StatusStore, Protocol):
+    """A StatusStore whose writes can record their writer (``status.writer``), read back by ``load``."""
+
+    def save(
+        self, *, policy: PolicyRef, status: RolloutStatus, version: str | None, writer: WriterStamp | None = None
+    ) -> str:
+        """Write conditionally on ``version``, stamped with ``writer``; returns the new version."""
         ...
 
 
