@@ -16,6 +16,8 @@
         +-- UnavailableError         5xx, timeouts, refused connections: retrying helps
     +-- NotLeaderError               a write refused because this replica does not hold the leader lease;
                                      the leader (or this replica, once it leads again) retries
+        +-- WriterYieldedError       a policy left to another controller seen writing it (election off);
+                                     this one writes again once the other has been silent a lease duration
 
 Each carries ``problems``: one line per problem, for people.
 """
@@ -81,3 +83,7 @@ class UnavailableError(ApiError):
 
 class NotLeaderError(CanaryError):
     """This replica does not hold the leader lease, so it must not write."""
+
+
+class WriterYieldedError(NotLeaderError):
+    """Another controller writes this policy and this one yields to it, so it must not write the policy."""
