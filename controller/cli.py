@@ -20,6 +20,7 @@ from controller import __version__
 from controller.adapters.policy_files import check_documents, lint_paths
 from controller.adapters.yaml_documents import read_yaml_file
 from controller.cli_control import register as register_control_commands
+from controller.core.advice import advise
 from controller.core.durations import parse_go_duration
 from controller.core.plan import Plan, SourceDocument, plan_rollout
 from controller.core.policy import policy_json_schema
@@ -68,8 +69,13 @@ def lint(
 ) -> None:
     """Validate policies. One line per problem: FILE:LINE: field.path: message."""
     report = lint_paths(paths)
+    for note in report.skipped:
+        typer.echo(str(note))
     for finding in report.findings:
         typer.echo(str(finding))
+    for loaded in report.policies:
+        for advice in advise(loaded.policy):
+            _err(f"{loaded.document.where}: warning: {advice}")
     if not report.findings and not report.policies:
         _err(f"no CanaryPolicy documents found in {', '.join(paths)}")
         raise typer.Exit(1)
@@ -115,6 +121,8 @@ def plan(
         reason = "holds no policy named " + name if name else f"holds {len(chosen)} policies (use --name)"
         _err(f"{policy}: {reason}; policies: {names}")
         raise typer.Exit(1)
+    for advice in advise(chosen[0].policy):
+        _err(f"{chosen[0].document.where}: warning: {advice}")
     target_docs, target_findings = read_yaml_file(target)
     syntax = [f for f in target_findings if f.path in {"yaml", "(file)"}]
     if syntax:

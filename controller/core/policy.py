@@ -36,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from controller.core.display import shown
 from controller.core.durations import MAX_GO_DURATION, POSITIVE_GO_DURATION_PATTERN, parse_go_duration
 from controller.core.promql import placeholder_problems
+from controller.core.url_rules import credentials_in_url
 
 API_VERSION = "canaryctl.dev/v1alpha1"
 KIND = "CanaryPolicy"
@@ -173,6 +174,16 @@ CountOrDuration = Annotated[
     Annotated[StrictInt, Field(ge=1)] | GoDuration,
     BeforeValidator(_count_or_duration),
 ]
+
+
+def _no_credentials(value: str) -> str:
+    problem = credentials_in_url(value)  # user:password@ would reach every alert and log (issue 13)
+    if problem:
+        raise PydanticCustomError("url_credentials", problem)
+    return value
+
+
+HttpUrl = Annotated[StrictStr, Field(pattern=r"^https?://\S+$"), AfterValidator(_no_credentials)]
 PortNumber = Annotated[StrictInt, Field(ge=1, le=65535)]
 Percent = Annotated[StrictInt, Field(ge=0, le=100)]
 
@@ -396,9 +407,7 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie
 class PrometheusSpec(_Model):
     """How to reach Prometheus. Unset fields fall back to the controller's settings."""
 
-    url: Annotated[StrictStr, Field(pattern=r"^https?://\S+$")] | None = Field(
-        None, description="Base URL, e.g. http://prometheus.istio-system:9090."
-    )
+    url: HttpUrl | None = Field(None, description="Base URL, e.g. http://prometheus.istio-system:9090.")
     bearer_token: SecretRef | None = Field(None, description="Bearer token, by reference.")
     basic_auth: BasicAuth | None = Field(None, description="Basic authentication.")
     headers: dict[str, str] | None = Field(None, description="Extra (non-secret) HTTP headers, e.g. X-Scope-OrgID.")
@@ -529,7 +538,7 @@ DEFAULT_ALERTS_ON = ("CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected")
 class AlertmanagerTarget(_Model):
     """An Alertmanager (API v2)."""
 
-    url: Annotated[StrictStr, Field(pattern=r"^https?://\S+$")] = Field(description="Base URL of Alertmanager.")
+    url: HttpUrl = Field(description="Base URL of Alertmanager.")
 
 
 class WebhookUrlTarget(_Model):
