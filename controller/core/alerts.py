@@ -2,8 +2,8 @@
 
 ``AlertMessage`` carries everything a person needs to act on a rollback: the policy, the target and route,
 the step and weight, the phase change and its reason, each failing check with its measured value,
-threshold, sample size and expanded query, links to the Prometheus graph of those queries, and the run
-id. It never holds a secret.
+threshold, sample size and expanded query, links to the Prometheus graph of those queries (without the
+URL's user info), and the run id. It never holds a secret.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
+
+from controller.core.url_rules import strip_userinfo
 
 AlertState = Literal["firing", "resolved"]
 
@@ -67,14 +69,17 @@ class AlertMessage:
 
 
 def graph_url(prometheus_url: str, query: str, *, at: datetime, range_seconds: int = 3600) -> str:
-    """A link to the Prometheus graph of ``query`` ending at ``at``."""
+    """A link to the Prometheus graph of ``query`` ending at ``at``.
+
+    User info (``user:password@``) is left out: links go to every alert sink, whoever reads them.
+    """
     params = {
         "g0.expr": query,
         "g0.tab": "0",
         "g0.range_input": f"{range_seconds}s",
         "g0.end_input": at.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    return f"{prometheus_url.rstrip('/')}/graph?{urlencode(params)}"
+    return f"{strip_userinfo(prometheus_url).rstrip('/')}/graph?{urlencode(params)}"
 
 
 _SUMMARY = {
