@@ -33,7 +33,7 @@ spec:
 
 def _lint(*paths: Path | str) -> tuple[int, list[str]]:
     result = runner.invoke(app, ["lint", *map(str, paths)])
-    return result.exit_code, result.output.splitlines()
+    return result.exit_code, result.stdout.splitlines()
 
 
 def test_shipped_policies_lint_clean() -> None:
