@@ -46,6 +46,7 @@ from typing import Any
 
 from controller.core.policy import API_VERSION, KIND, policy_json_schema
 from controller.core.rollout import RolloutStatus
+from controller.core.writers import WriterStamp
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "canarypolicies"
@@ -273,8 +274,13 @@ def spec_schema() -> dict[str, Any]:
 
 
 def status_schema() -> dict[str, Any]:
-    """The structural schema of ``status``: what the controller persists, ``RolloutStatus``."""
-    return structural_schema(RolloutStatus.model_json_schema(by_alias=True, mode="serialization"))
+    """The structural schema of ``status``: what the controller persists, ``RolloutStatus`` and its writer."""
+    schema = structural_schema(RolloutStatus.model_json_schema(by_alias=True, mode="serialization"))
+    # Declared, or the API server would prune the stamp each write carries (controller.core.writers).
+    schema["properties"]["writer"] = structural_schema(
+        WriterStamp.model_json_schema(by_alias=True, mode="serialization")
+    )
+    return schema
 
 
 def canarypolicy_crd() -> dict[str, Any]:
