@@ -9,6 +9,10 @@ Every write carries the ``resourceVersion`` it was decided from, so a concurrent
 replica, a command arriving) makes it fail with ``ConflictError`` instead of being lost. Commands are
 appended the same way, so none is ever dropped; the controller records the ids it has consumed in the
 status, and the CLI keeps the annotation to the last ``COMMANDS_KEPT`` entries.
+
+A write may be stamped with its writer (``status.writer``: identity, process id, serial), which ``load``
+reads back, so a controller can notice another one writing the same policy
+(:mod:`controller.core.writers`). A missing or unreadable stamp reads as None, never as an error.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pydantic import ValidationError
 
 from controller.adapters.kubernetes.api import KubeApi, as_dict, metadata_of
 from controller.core.rollout import Command, CommandKind, RolloutStatus
+from controller.core.writers import WriterStamp
 from controller.errors import ApiError, ConflictError, NotFoundError
 from controller.ports import LoadedStatus, PolicyRef
 
@@ -77,9 +82,31 @@ def new_command(kind: CommandKind, *, by: str | None) -> Command:
     return Command(id=uuid.uuid4().hex[:12], kind=kind, by=by, at=datetime.now(UTC))
 
 
+WRITER_FIELD = "writer"
+
+
+def _writer_from(raw: Any) -> WriterStamp | None:
+    """The stamp of a stored status; None when absent or unreadable (a stamp only informs, it never blocks)."""
+    if not isinstance(raw, dict) or WRITER_FIELD not in raw:
+        return None
+    try:
+        return WriterStamp.model_validate(raw[WRITER_FIELD])
+    except ValidationError:
+        return None
+
+
+def _stored(status: RolloutStatus, writer: WriterStamp | None) -> dict[str, Any]:
+    stored = status.model_dump(mode="json", exclude_none=True)
+    if writer is not None:
+        stored[WRITER_FIELD] = writer.model_dump(mode="json")
+    return stored
+
+
 def _status_from(raw: Any, *, where: str) -> RolloutStatus:
     if not raw:
         return RolloutStatus()
+    if isinstance(raw, dict):
+        raw = {key: value for key, value in raw.items() if key != WRITER_FIELD}
     try:
         return RolloutStatus.model_validate(raw)
     except ValidationError as exc:
@@ -120,14 +147,17 @@ class CrdStatusStore:
             status=_status_from(obj.get("status"), where=where),
             version=meta.get("resourceVersion"),
             commands=parse_commands(meta.get("annotations"), where=where),
+            writer=_writer_from(obj.get("status")),
         )
 
-    def save(self, *, policy: PolicyRef, status: RolloutStatus, version: str | None) -> str:
-        """Replace the status subresource, conditionally on ``version``."""
+    def save(
+        self, *, policy: PolicyRef, status: RolloutStatus, version: str | None, writer: WriterStamp | None = None
+    ) -> str:
+        """Replace the status subresource, conditionally on ``version``, stamped with ``writer``."""
         obj = self._get(policy)
         if version is not None and obj["metadata"].get("resourceVersion") != version:
             raise ConflictError([f"CanaryPolicy {policy.namespace}/{policy.name} changed since it was read"], code=409)
-        obj["status"] = status.model_dump(mode="json", exclude_none=True)
+        obj["status"] = _stored(status, writer)
         result = self.api.call(
             lambda: self.api.custom.replace_namespaced_custom_object_status(
                 GROUP, VERSION, policy.namespace, PLURAL, policy.name, obj, _request_timeout=self.api.timeout
@@ -215,12 +245,22 @@ class ConfigMapStatusStore:
             status=_status_from(raw, where=where),
             version=metadata_of(cm).resource_version,
             commands=parse_commands(metadata_of(cm).annotations, where=where),
+            writer=_writer_from(raw),
         )
 
     def _body(
-        self, policy: PolicyRef, status: RolloutStatus | None, annotations: dict[str, str] | None, version: str | None
+        self,
+        policy: PolicyRef,
+        status: RolloutStatus | None,
+        annotations: dict[str, str] | None,
+        version: str | None,
+        writer: WriterStamp | None = None,
     ) -> k8s.V1ConfigMap:
-        data = {"status": status.model_dump_json(exclude_none=True)} if status is not None else None
+        data = (
+            {"status": json.dumps(_stored(status, writer), separators=(",", ":"), ensure_ascii=False)}
+            if status is not None
+            else None
+        )
         return k8s.V1ConfigMap(
             metadata=k8s.V1ObjectMeta(
                 name=configmap_name(policy),
@@ -236,13 +276,15 @@ class ConfigMapStatusStore:
             data=data,
         )
 
-    def save(self, *, policy: PolicyRef, status: RolloutStatus, version: str | None) -> str:
+    def save(
+        self, *, policy: PolicyRef, status: RolloutStatus, version: str | None, writer: WriterStamp | None = None
+    ) -> str:
         """Create or replace the ConfigMap, conditionally on ``version`` (None: must not exist yet)."""
         name = configmap_name(policy)
         if version is None:
             created = self.api.call(
                 lambda: self.api.core.create_namespaced_config_map(
-                    self.namespace, self._body(policy, status, None, None), _request_timeout=self.api.timeout
+                    self.namespace, self._body(policy, status, None, None, writer), _request_timeout=self.api.timeout
                 ),
                 verb="create",
                 resource="configmaps",
@@ -257,7 +299,7 @@ class ConfigMapStatusStore:
             lambda: self.api.core.replace_namespaced_config_map(
                 name,
                 self.namespace,
-                self._body(policy, status, annotations, version),
+                self._body(policy, status, annotations, version, writer),
                 _request_timeout=self.api.timeout,
             ),
             verb="update",
