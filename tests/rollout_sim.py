@@ -47,6 +47,7 @@ class Sim:
         self.status = RolloutStatus()
         self.now = T0
         self.revision = revision
+        self.route_revision = "route-1"
         self.ready = True
         self.verdict: Verdict | None = Verdict.PASS
         self.pending_commands: list[Command] = []
@@ -69,6 +70,7 @@ class Sim:
             )
         return Observations(
             revision=self.revision,
+            route_revision=self.route_revision,
             target=copy.deepcopy(self.live),
             target_missing=None if self.live is not None else "VirtualService default/tcp-echo not found",
             target_namespace=self.policy.target_namespace,

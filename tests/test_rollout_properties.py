@@ -40,6 +40,8 @@ class RolloutMachine(RuleBasedStateMachine):
         self.last_step_written = -1
         self.run_id: str | None = None
         self.revisions = 1
+        self.promoted = False  # the route revision never changes here: a promotion is final
+
 
     def _live_route(self) -> list[Any] | None:
         if self.sim.live is None:
@@ -71,6 +73,14 @@ class RolloutMachine(RuleBasedStateMachine):
                     or (jumped_by_promote and index == last)
                 ), (self.last_step_written, index)
                 self.last_step_written = index
+        # After Promoted, no write ever lowers the canary's weight (no human command can ask for it there:
+        # retry, abort and pause are refused on a promoted run), whatever changed: tuning, template, edits.
+        if self.promoted:
+            # Stronger than "never lowers the canary's weight": nothing is written at all.
+            written = [e for e in decision.effects if isinstance(e, WriteRoute)]
+            assert not written, f"a write after promotion: {written}"
+        if after.phase == Phase.PROMOTED:
+            self.promoted = True
         # Terminal phases absorb, unless a retry or a new revision started a new run.
         if before.phase in TERMINAL_PHASES and after.phase != before.phase:
             assert not complete or "retry" in applied or after.revision != revision_before
@@ -115,6 +125,10 @@ class RolloutMachine(RuleBasedStateMachine):
     def target_recreated(self) -> None:
         self.sim.live = copy.deepcopy(self.sim.original)
         self.edited_by_others = True
+
+    @rule(duration=st.sampled_from(["30s", "1m", "5m"]))
+    def operator_tunes_the_step_duration(self, duration: str) -> None:
+        self.sim.policy = seed_policy(steps=[0, 20, 50, 100], stepDuration=duration)
 
     @rule()
     def new_revision(self) -> None:

@@ -89,6 +89,21 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
+class Stall(StrEnum):
+    """Why a rollout that is not terminal does not move on: a short cause for metrics and once-per-cause Events.
+
+    ``RolloutStatus.message`` holds the same cause in full, in words.
+    """
+
+    WAITING_FOR_TARGET = "WaitingForTarget"
+    CANARY_NOT_READY = "CanaryNotReady"
+    AWAITING_ANALYSIS = "AwaitingAnalysis"
+    PAUSED = "Paused"
+    DRIFT = "Drift"
+    INCONCLUSIVE = "Inconclusive"
+    AWAITING_PROMOTION = "AwaitingPromotion"
+
+
 class _Data(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
@@ -124,6 +139,9 @@ class Observations(_Data):
     """What the service saw this pass."""
 
     revision: str
+    route_revision: str | None = Field(
+        None, description="Hash of what traffic is moved between (route, destinations, canary workload)."
+    )
     target: dict[str, Any] | None = None
     target_missing: str | None = None
     target_namespace: str = "default"
@@ -134,11 +152,12 @@ class Observations(_Data):
 
 
 class RouteSnapshot(_Data):
-    """The selected route's destination list before the controller first changed it, for exact restore.
+    """The selected route's destination list as the run found it, for exact restore.
 
-    It is kept across runs while the policy's target is the same (``target`` is a fingerprint of
-    ``spec.target``), so a run after a promotion still rolls back to the route the controller found, never
-    to a route that already sent traffic to the canary.
+    Each run takes its own snapshot when it first writes. A run that replaces an unfinished one (a new
+    revision mid-run, or a retry after Failed) first restores the replaced run's snapshot, so its own is that
+    same route; a run after Promoted, RolledBack or Aborted starts from the route as it is then, never from an
+    older run's snapshot. ``target`` fingerprints which route it is (object and route selector).
     """
 
     pointer: str
@@ -147,8 +166,9 @@ class RouteSnapshot(_Data):
 
 
 def target_key(policy: CanaryPolicy) -> str:
-    """Fingerprint of the policy's target: the original route snapshot belongs to it."""
-    payload = json.dumps(policy.spec.target.model_dump(mode="json"), sort_keys=True)
+    """Fingerprint of the route the policy edits (object and route selector): a route snapshot belongs to it."""
+    target = policy.spec.target.model_dump(mode="json", include={"virtual_service", "tcp_route", "route"})
+    payload = json.dumps(target, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -229,6 +249,7 @@ class RolloutStatus(_Data):
 
     phase: Phase = Phase.PENDING
     revision: str | None = None
+    route_revision: str | None = None
     run_id: str | None = None
     run_number: int = 0
     step_index: int = -1
@@ -237,6 +258,8 @@ class RolloutStatus(_Data):
     paused_elapsed_seconds: float | None = None
     pending_since: datetime | None = None
     paused_reason: str | None = None
+    stall: Stall | None = Field(None, description="Why a rollout that is not terminal does not move on, if so.")
+    schedule: list[int] | None = Field(None, description="The steps the run follows (the policy's, as last seen).")
     rollback_reason: str | None = None
     rollback_ends_in: Phase | None = None
     original: RouteSnapshot | None = None
@@ -368,12 +391,24 @@ def worth_saving(saved: RolloutStatus, new: RolloutStatus, now: datetime) -> boo
     return (now - saved.last_analysis_at).total_seconds() >= STATUS_REFRESH_SECONDS
 
 
-def revision_of(policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None) -> str:
-    """A short stable hash of the policy spec and the canary pod template: a new value starts a new run."""
+def route_revision_of(policy: CanaryPolicy) -> str:
+    """A short stable hash of *between what* traffic moves: the route, both destinations, the canary workload.
+
+    Tuning fields (schedule, analysis, alerts, labels) are not part of it: they apply to the run in flight.
+    """
     payload = {
-        "spec": policy.spec.model_dump(mode="json"),
-        "template": canary_template,
+        "target": policy.spec.target.model_dump(mode="json"),
+        "canary": policy.spec.workload.canary.model_dump(mode="json") if policy.spec.workload.canary else None,
     }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def revision_of(policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None) -> str:
+    """A short stable hash of *what is rolled out*: the route revision and the canary pod template.
+
+    A new value starts a new run (after Promoted, only a new route revision does: see ``_new_revision``).
+    """
+    payload = {"route": route_revision_of(policy), "template": canary_template}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return digest[:16]
 
@@ -395,6 +430,8 @@ class _Pass:
     def transition(self, to: Phase, reason: str, message: str = "", *, warning: bool = False) -> None:
         before = self.status.phase
         self.status.phase = to
+        # Every phase carries its own message: a RolledBack status never still shows the last step's countdown.
+        self.status.message = message or f"{before} -> {to}"
         self.status.history.append(
             HistoryEntry(time=self.now, from_phase=before, to_phase=to, reason=reason, message=message)
         )
@@ -545,12 +582,20 @@ class _Pass:
         self.status.weight = None
 
     def new_run(self, reason: str) -> None:
-        keep_original = self.status.original is not None and self.status.original.target == target_key(self.policy)
+        # An unfinished run (mid-run, or Failed wherever it stopped) may still send traffic to a canary being
+        # replaced: keep its snapshot so the new run first puts that route back. After Promoted, RolledBack or
+        # Aborted the route is as that run left it on purpose: the new run starts from the route as it is.
+        unfinished = self.status.phase not in {Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED}
+        keep_original = (
+            unfinished and self.status.original is not None and self.status.original.target == target_key(self.policy)
+        )
         number = self.status.run_number + 1
         before = self.status
         self.status = RolloutStatus(
             phase=before.phase,
             revision=self.obs.revision,
+            route_revision=self.obs.route_revision,
+            schedule=list(self.steps),
             run_id=f"{self.obs.revision[:8]}-{number}",
             run_number=number,
             pending_since=self.now,
@@ -607,8 +652,9 @@ def decide(policy: CanaryPolicy, status: RolloutStatus, obs: Observations, now: 
 
 
 def _decide(work: _Pass) -> None:
+    work.status.stall = None
     if work.status.revision != work.obs.revision:
-        work.new_run("NewRevision" if work.status.revision else "RolloutStarted")
+        _new_revision(work)
     for command in work.obs.commands:
         # work.status may be replaced (retry starts a new run): always go through work.status.
         processed = work.status.processed_commands
@@ -620,6 +666,7 @@ def _decide(work: _Pass) -> None:
     phase = work.status.phase
     if phase in TERMINAL_PHASES:
         return
+    _follow_schedule(work)
     problem = _inconsistency(work)
     if problem:
         work.fail("InconsistentStatus", f"the persisted status does not fit the policy: {problem}")
@@ -637,6 +684,84 @@ def _decide(work: _Pass) -> None:
         _progressing(work)
     elif phase == Phase.ROLLING_BACK:
         _rolling_back(work)
+    if work.status.phase == Phase.PAUSED:
+        work.status.stall = _PAUSE_STALLS.get(work.status.paused_reason, Stall.PAUSED)
+
+
+_PAUSE_STALLS: dict[str | None, Stall | None] = {
+    "manual": Stall.PAUSED,
+    "drift": Stall.DRIFT,
+    "inconclusive": Stall.INCONCLUSIVE,
+    "awaiting-promote": Stall.AWAITING_PROMOTION,
+    "promote": None,  # moving to the last step
+}
+
+
+def _new_revision(work: _Pass) -> None:
+    """What is rolled out changed (or this is the first pass). Tuning fields never get here.
+
+    After Promoted the route stays as promotion left it, whatever changes: a new pod template of the canary
+    that already carries the traffic is reported, not rolled out. A change of the route or destinations
+    starts a new run from the route as it is.
+    """
+    status, obs = work.status, work.obs
+    if status.revision is None:
+        work.new_run("RolloutStarted")
+        return
+    if status.route_revision is None or obs.route_revision is None:
+        # Written by a version that hashed the whole spec: its revision cannot say what changed. Adopt the new
+        # one rather than restart a run (or move a promoted route) on an upgrade of the controller.
+        status.revision, status.route_revision = obs.revision, obs.route_revision
+        work.note("RevisionAdopted", "status from an earlier controller version: revision recorded, run unchanged")
+        return
+    if status.phase == Phase.PROMOTED and status.route_revision == obs.route_revision:
+        status.revision = obs.revision
+        canary = work.policy.spec.workload.canary
+        name = canary.name if canary is not None else "the canary"
+        weight = status.weight if status.weight is not None else work.steps[-1]
+        message = (
+            f"{name} changed after promotion and carries {weight} % of traffic; "
+            "to canary a change, point a policy at a new canary"
+        )
+        status.message = message
+        work.note("ChangedAfterPromotion", message)
+        work.event("ChangedAfterPromotion", message, warning=True)
+        return
+    work.new_run("NewRevision")
+
+
+def _index_for(steps: list[int], weight: int) -> int:
+    """The schedule position of a weight: the last step at or below it (0 when it is below every step)."""
+    below = [index for index, step in enumerate(steps) if step <= weight]
+    return below[-1] if below else 0
+
+
+def _next_index(work: _Pass) -> int | None:
+    """The next step above the weight the run holds, or None when no step is above it (the last step)."""
+    weight = work.status.weight if work.status.weight is not None else -1
+    return next((index for index, step in enumerate(work.steps) if step > weight), None)
+
+
+def _follow_schedule(work: _Pass) -> None:
+    """A changed schedule applies from the next step: the run keeps the weight it holds and its step's clock."""
+    status = work.status
+    steps = work.steps
+    if status.schedule is None:
+        status.schedule = list(steps)
+        return
+    if status.schedule == steps:
+        return
+    status.schedule = list(steps)
+    if status.step_index < 0 or status.weight is None:
+        work.note("ScheduleChanged", f"the schedule is now {steps}")
+        return
+    status.step_index = _index_for(steps, status.weight)
+    following = _next_index(work)
+    work.note(
+        "ScheduleChanged",
+        f"the schedule is now {steps}; the run holds weight {status.weight}, "
+        + (f"next step {steps[following]}" if following is not None else "its last step"),
+    )
 
 
 def _applied(work: _Pass, command: Command) -> None:
@@ -726,7 +851,12 @@ def _inconsistency(work: _Pass) -> str:
     status = work.status
     if status.step_index >= len(work.steps) or status.step_index < -1:
         return f"step index {status.step_index} outside the schedule of {len(work.steps)} steps"
-    if status.step_index >= 0 and status.weight not in (None, work.steps[status.step_index]):
+    if (
+        status.step_index >= 0
+        and status.weight is not None
+        and status.weight != work.steps[status.step_index]
+        and _index_for(work.steps, status.weight) != status.step_index
+    ):
         return f"weight {status.weight} is not step {status.step_index + 1}'s weight {work.steps[status.step_index]}"
     if status.phase != Phase.PENDING and status.run_id is None:
         return "no run id"
@@ -748,6 +878,7 @@ def _wait_for_target(work: _Pass) -> None:
         work.fail("TargetNotFound", f"{missing} (waited {int(waited)}s)")
     else:
         work.status.message = f"waiting for the target: {missing}"
+        work.status.stall = Stall.WAITING_FOR_TARGET
 
 
 def _restoring_before_the_run(work: _Pass) -> bool:
@@ -786,6 +917,7 @@ def _pending(work: _Pass) -> None:
             )
         else:
             status.message = f"waiting for the canary to become ready ({work.obs.canary_message or 'not Available'})"
+            status.stall = Stall.CANARY_NOT_READY
         return
     status.step_index = 0
     status.step_started_at = None
@@ -858,25 +990,33 @@ def _progressing(work: _Pass) -> None:
         status.message = f"step {status.step_index + 1}/{len(work.steps)} at weight {status.weight}: ends {ends}"
         return
     gate = status.step_started_at + timedelta(seconds=duration)
-    if (
-        current is None
-        or current.verdict != Verdict.PASS
-        or (current.evaluated_at is not None and current.evaluated_at < gate)
-    ):
-        status.message = "step time is up; waiting for a passing analysis of the whole step"
+    if current is None or (current.evaluated_at is not None and current.evaluated_at < gate):
+        status.message = (
+            f"step {status.step_index + 1}/{len(work.steps)} at weight {status.weight}: "
+            "step time is up; waiting for the analysis of the whole step"
+        )
         return
-    last = status.step_index == len(work.steps) - 1
-    if last:
-        if work.steps[-1] == 100:
+    if current.verdict != Verdict.PASS:
+        # Held: the step cannot advance until an analysis of the whole step passes. Say why, in full.
+        status.stall = Stall.AWAITING_ANALYSIS
+        status.message = f"step {status.step_index + 1}/{len(work.steps)} held at weight {status.weight}: " + (
+            current.reason or f"analysis {current.verdict}"
+        )
+        return
+    following = _next_index(work)
+    if following is None:
+        if status.weight == 100:
             work.transition(Phase.PROMOTED, "Promoted", "canary at 100 and healthy")
         else:
             status.paused_reason = "awaiting-promote"
             status.paused_elapsed_seconds = elapsed
             work.transition(
-                Phase.PAUSED, "AwaitingPromotion", f"schedule ends at {work.steps[-1]}; waiting for promote"
+                Phase.PAUSED,
+                "AwaitingPromotion",
+                f"schedule ends at canary weight {status.weight}; waiting for canaryctl promote",
             )
         return
-    _advance(work, status.step_index + 1, "StepAdvanced")
+    _advance(work, following, "StepAdvanced")
 
 
 def _count_analysis(work: _Pass, current: AnalysisResult) -> bool:
@@ -953,7 +1093,7 @@ def _promote(work: _Pass) -> None:
     status = work.status
     last = len(work.steps) - 1
     status.paused_reason = None
-    if status.step_index < last:
+    if _next_index(work) is not None:
         _advance(work, last, "Promoting")
         status.paused_reason = "promote"
         return

@@ -21,6 +21,7 @@ from controller.core.rollout import (
     WriteRoute,
     decide,
     revision_of,
+    route_revision_of,
     with_conditions,
     worth_saving,
 )
@@ -84,6 +85,7 @@ def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, 
     analysis = deps.analysis.verdict(policy=policy, status=loaded.status, now=now)
     observations = Observations(
         revision=revision_of(policy, canary.template if canary else None),
+        route_revision=route_revision_of(policy),
         target=live,
         target_missing=None if live is not None else f"{target.kind} {namespace}/{target.ref.name} not found",
         target_namespace=namespace,

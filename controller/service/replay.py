@@ -22,6 +22,7 @@ from controller.core.rollout import (
     WriteRoute,
     decide,
     revision_of,
+    route_revision_of,
 )
 from controller.ports import MetricsSource
 from controller.service.prometheus_analysis import PrometheusAnalysis
@@ -146,7 +147,10 @@ def replay(
         if verdict is not None and verdict.evaluated_at is not None and verdict.evaluated_at not in seen:
             seen.add(verdict.evaluated_at)
             steps[verdict.step_index].evaluations.append(verdict)
-        decision = decide(policy, status, Observations(revision=revision, target=target, analysis=verdict), now)
+        observations = Observations(
+            revision=revision, route_revision=route_revision_of(policy), target=target, analysis=verdict
+        )
+        decision = decide(policy, status, observations, now)
         before = status
         status = decision.status
         for effect in decision.effects:

@@ -20,7 +20,7 @@ from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.service.reconcile import Dependencies, reconcile_once
 from tests.integration.conftest import stored
 from tests.rollout_sim import T0
-from tests.sandbox.conftest import document
+from tests.sandbox.conftest import document, documents
 from tests.test_rollout import seed_policy
 
 
@@ -38,6 +38,29 @@ class StandInAnalysis:
     def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
         del policy, now
         return self.verdict_for(status)
+
+
+def put_canary_deployment(emulator: KubeApiEmulator, namespace: str, *, image: str | None = None) -> None:
+    """Deployment tcp-echo-v2 from Istio's sample, Available with its generation observed (as the Deployment
+    controller reports it once a rollout of the pod template is complete)."""
+    deployment = next(
+        copy.deepcopy(d)
+        for d in documents("tcp-echo-services.yaml", "Deployment")
+        if d["metadata"]["name"] == "tcp-echo-v2"
+    )
+    if image is not None:
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    stored = emulator.put(deployment, namespace=namespace)
+    generation = stored["metadata"]["generation"]
+    replicas = deployment["spec"].get("replicas", 1)
+    stored["status"] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
+    }
+    emulator.put(stored, namespace=namespace)
 
 
 class World:
@@ -81,6 +104,7 @@ class World:
 
 @pytest.fixture
 def world(emulator: KubeApiEmulator, kube: KubeApi, namespace: str) -> World:
+    put_canary_deployment(emulator, namespace)
     return World(emulator, kube, namespace, seed_policy(stepDuration="1m"))
 
 
