@@ -23,6 +23,7 @@ import typer
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -183,19 +184,49 @@ _PHASE_STYLES = {
 }
 
 
-def rich_table(rows: list[StatusRow]) -> Table:
-    """The status table for a terminal (cells are plain text, never rich markup)."""
+REASON_MIN_WIDTH = 32
+
+
+def _styled_cells(row: StatusRow) -> list[Text]:
+    cells = [Text(cell) for cell in table_cells(row)]
+    if row.phase is not None:
+        cells[3].stylize(_PHASE_STYLES.get(row.phase, ""))
+    if row.last_error or row.stall is not None:
+        cells[8].stylize("red" if row.last_error else "yellow")
+    return cells
+
+
+def rich_table(rows: list[StatusRow], *, with_reason: bool = True) -> Table:
+    """The status table for a terminal (cells are plain text, never rich markup).
+
+    Nothing is cut: a cell too wide for the terminal folds onto more lines; REASON takes the room left.
+    """
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for header in TABLE_HEADERS:
-        table.add_column(header, no_wrap=header not in {"VERDICT", "LAST ERROR"}, overflow="fold")
+    headers = TABLE_HEADERS if with_reason else TABLE_HEADERS[:-1]
+    for header in headers:
+        table.add_column(header, overflow="fold", ratio=1 if header == "REASON" else None)
     for row in rows:
-        cells = [Text(cell) for cell in table_cells(row)]
-        if row.phase is not None:
-            cells[3].stylize(_PHASE_STYLES.get(row.phase, ""))
-        if row.last_error:
-            cells[8].stylize("red")
-        table.add_row(*cells)
+        cells = _styled_cells(row)
+        table.add_row(*(cells if with_reason else cells[:-1]))
     return table
+
+
+def rich_status(rows: list[StatusRow], console: Console) -> RenderableType:
+    """The table with its REASON column when the terminal leaves that column room enough; else the table
+    without it, and each policy's reason below it, wrapped to the terminal's width: never cut."""
+    short = rich_table(rows, with_reason=False)
+    needed = Measurement.get(console, console.options, short).maximum
+    if console.width - needed >= REASON_MIN_WIDTH:
+        return rich_table(rows)
+    reasons: list[RenderableType] = []
+    for row in rows:
+        line = Text(f"{row.namespace}/{row.name}", style="bold")
+        if len({r.source for r in rows if (r.namespace, r.name) == (row.namespace, row.name)}) > 1:
+            line.append(f" ({row.source})")
+        line.append(": ")
+        line.append(_styled_cells(row)[-1])
+        reasons.append(line)
+    return Group(short, Text("REASON", style="bold"), *reasons)
 
 
 class _Status:
@@ -244,7 +275,7 @@ class _Status:
 
     def renderable(self, rows: list[StatusRow]) -> RenderableType:
         """What a terminal shows for ``rows``."""
-        return rich_table(rows) if rows else Text(NO_POLICIES)
+        return rich_status(rows, self.console) if rows else Text(NO_POLICIES)
 
     def print_once(self, rows: list[StatusRow]) -> None:
         """Print the rows as JSON, a rich table (terminal) or an aligned plain table."""
@@ -253,7 +284,7 @@ class _Status:
         elif not rows:
             typer.echo(NO_POLICIES)
         elif self.console.is_terminal:
-            self.console.print(rich_table(rows))
+            self.console.print(rich_status(rows, self.console))
         else:
             typer.echo(plain_table(TABLE_HEADERS, (table_cells(row) for row in rows)), nl=False)
 
@@ -346,7 +377,9 @@ def status(
 
     Columns: NAMESPACE, NAME, SOURCE (crd or file), PHASE (with commands not yet applied, e.g.
     "Progressing (pause pending)"), STEP, WEIGHT, IN STEP (time at the current step; frozen while paused),
-    VERDICT, LAST ERROR (both shortened; -o json has them in full).
+    VERDICT (the last analysis's verdict), REASON (why the rollout is where it is, e.g. what holds its step,
+    then the last analysis when it did not pass and the last error; in full, never cut). -o json has every
+    field apart, the short stall reason too.
     """
     with _kube(kubeconfig, context) as api:
         view = _Status(

@@ -17,10 +17,9 @@ from controller.core.rollout import (
     with_conditions,
 )
 from controller.core.status_view import (
-    ERROR_WIDTH,
     ITEM_KEYS,
+    NOT_SEEN,
     TABLE_HEADERS,
-    VERDICT_WIDTH,
     StatusRow,
     cut,
     display_phase,
@@ -171,7 +170,7 @@ class TestStatusRow:
     def test_a_policy_without_a_status_has_no_phase(self) -> None:
         row = row_of(None)
         assert row.phase is None
-        assert table_cells(row)[3:] == ("-", "-", "-", "-", "-", "-")
+        assert table_cells(row)[3:] == ("-", "-", "-", "-", "-", NOT_SEEN)
 
     def test_an_unreadable_status_is_shown_as_the_last_error(self) -> None:
         row = row_of(None, problem="ConfigMap canary-system/x: data.status is not JSON")
@@ -205,17 +204,38 @@ class TestTableCells:
             "STEP": "2/4",
             "WEIGHT": "20",
             "IN STEP": "1m05s",
-            "VERDICT": "pass: 0 connection errors",
-            "LAST ERROR": "-",
+            "VERDICT": "pass",
+            "REASON": "step 2/4: 55s left",
         }
 
-    def test_long_verdicts_and_errors_are_shortened(self) -> None:
-        row = row_of(progressing(last_verdict="fail: " + "v" * 100, last_error="e" * 200))
-        cells = table_cells(row)
-        assert len(cells[7]) == VERDICT_WIDTH
-        assert cells[7].endswith("…")
-        assert len(cells[8]) == ERROR_WIDTH
-        assert cells[8].endswith("…")
+    def test_a_held_steps_reason_is_shown_in_full_however_long(self) -> None:
+        held = "step 1/4 held: no Prometheus URL (set CANARY_PROMETHEUS_URL or spec.analysis.prometheus.url)"
+        verdict = "inconclusive: no Prometheus URL (set CANARY_PROMETHEUS_URL or spec.analysis.prometheus.url)"
+        cells = table_cells(row_of(progressing(message=held, last_verdict=verdict)))
+        assert cells[7] == "inconclusive"
+        assert cells[8] == held
+
+    def test_an_analysis_that_did_not_pass_is_added_when_the_message_does_not_say_it(self) -> None:
+        verdict = "inconclusive: errors: only 3 connections, 100 needed " + "x" * 80
+        cells = table_cells(row_of(progressing(message="step 2/4 at weight 20", last_verdict=verdict)))
+        assert cells[8] == f"step 2/4 at weight 20; last analysis: {verdict}"
+
+    def test_the_last_error_is_added_in_full(self) -> None:
+        error = "route write failed: " + "the API server answered 500; " * 6
+        cells = table_cells(row_of(progressing(last_error=error)))
+        assert cells[8] == f"step 2/4: 55s left; last error: {error.strip()}"
+
+    def test_an_error_the_message_already_says_is_not_repeated(self) -> None:
+        failed = progressing(phase=Phase.FAILED, message="target gone: VirtualService shop/x not found")
+        cells = table_cells(row_of(failed.model_copy(update={"last_error": "VirtualService shop/x not found"})))
+        assert cells[8] == "target gone: VirtualService shop/x not found"
+
+    def test_newlines_in_a_reason_become_spaces(self) -> None:
+        assert table_cells(row_of(progressing(message="held:\n  canary\tnot ready")))[8] == "held: canary not ready"
+
+    def test_an_unreadable_status_is_the_reason(self) -> None:
+        row = row_of(None, problem="ConfigMap canary-system/x: data.status is not JSON")
+        assert table_cells(row)[8] == "last error: ConfigMap canary-system/x: data.status is not JSON"
 
     def test_a_weight_of_zero_is_shown_as_zero(self) -> None:
         assert table_cells(row_of(progressing(step_index=0, weight=0)))[5] == "0"

@@ -21,6 +21,9 @@ Each ITEM has exactly these keys (values are ``null`` when unknown):
   weight is live and once the run has ended.
 * ``lastVerdict``, ``lastError``, ``message``: the controller's last analysis verdict, last error and
   progress message, in full.
+* ``stall``: why a rollout that has not ended does not move on, as a short machine reason
+  (``AwaitingAnalysis``, ``CanaryNotReady``, ``WaitingForTarget``, ``Paused``...); ``null`` while it moves.
+  ``message`` says the same in words.
 * ``runId``: the current run.
 * ``pendingCommands``: commands recorded but not yet consumed by the controller, oldest first, each
   ``{"id", "kind", "by", "at"}``.
@@ -41,11 +44,10 @@ from controller.core.rollout import TERMINAL_PHASES, Command, Condition, History
 
 STATUS_LIST_KIND = "StatusList"
 HISTORY_SHOWN = 10
-VERDICT_WIDTH = 30
-ERROR_WIDTH = 50
 NONE = "-"
 ELLIPSIS = "…"
-TABLE_HEADERS = ("NAMESPACE", "NAME", "SOURCE", "PHASE", "STEP", "WEIGHT", "IN STEP", "VERDICT", "LAST ERROR")
+NOT_SEEN = "no status yet: the controller has not run this policy (is it running, and serving this namespace?)"
+TABLE_HEADERS = ("NAMESPACE", "NAME", "SOURCE", "PHASE", "STEP", "WEIGHT", "IN STEP", "VERDICT", "REASON")
 ITEM_KEYS = (
     "namespace",
     "name",
@@ -59,6 +61,7 @@ ITEM_KEYS = (
     "lastVerdict",
     "lastError",
     "message",
+    "stall",
     "runId",
     "pendingCommands",
     "history",
@@ -131,6 +134,7 @@ class StatusRow:
     message: str
     run_id: str | None
     pending: tuple[Command, ...] = ()
+    stall: str | None = None
     history: tuple[HistoryEntry, ...] = ()
     conditions: tuple[Condition, ...] = field(default=())
 
@@ -154,6 +158,11 @@ def _seconds_in_step(status: RolloutStatus, now: datetime) -> float | None:
     if status.phase == Phase.PAUSED and status.paused_elapsed_seconds is not None:
         return max(status.paused_elapsed_seconds, 0.0)
     return max((_aware(now) - _aware(status.step_started_at)).total_seconds(), 0.0)
+
+
+def _stall_of(status: RolloutStatus) -> str | None:
+    stall = getattr(status, "stall", None)
+    return str(stall) if stall is not None else None
 
 
 def status_row(
@@ -216,6 +225,7 @@ def status_row(
         message=status.message,
         run_id=status.run_id,
         pending=pending,
+        stall=_stall_of(status),
         history=tuple(status.history[-HISTORY_SHOWN:]),
         conditions=tuple(status.conditions),
     )
@@ -230,8 +240,41 @@ def display_phase(row: StatusRow) -> str:
     return f"{phase} ({kinds} pending)" if row.phase is not None else f"{kinds} pending"
 
 
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def verdict_word(last_verdict: str | None) -> str:
+    """The verdict alone (``pass``, ``fail``, ``inconclusive``) of ``"inconclusive: why..."``; ``-`` if none."""
+    word = _one_line(last_verdict).split(":", 1)[0].strip()
+    return word or NONE
+
+
+def reason(row: StatusRow) -> str:
+    """Why the rollout is where it is, in full and on one line: never shortened.
+
+    The controller's message (which, while a step is held, names what holds it), then what it does not
+    already say: the last analysis when it did not pass, and the last error.
+    """
+    if row.phase is None and not row.last_error:
+        return NOT_SEEN
+    message = _one_line(row.message)
+    parts = [message] if message else []
+    verdict = _one_line(row.last_verdict)
+    said = verdict.split(":", 1)[1].strip() if ":" in verdict else ""
+    if verdict and verdict_word(verdict) != "pass" and (said or verdict) not in message:
+        parts.append(f"last analysis: {verdict}")
+    error = _one_line(row.last_error)
+    if error and error not in message:
+        parts.append(f"last error: {error}")
+    return "; ".join(parts) or NONE
+
+
 def table_cells(row: StatusRow) -> tuple[str, ...]:
-    """The row's cells, in the order of :data:`TABLE_HEADERS`; ``-`` where there is nothing to show."""
+    """The row's cells, in the order of :data:`TABLE_HEADERS`; ``-`` where there is nothing to show.
+
+    Every cell is whole: the reason is never cut (a terminal wraps it; -o json has every field apart).
+    """
     return (
         row.namespace,
         row.name,
@@ -240,8 +283,8 @@ def table_cells(row: StatusRow) -> tuple[str, ...]:
         row.step or NONE,
         f"{row.weight}" if row.weight is not None else NONE,
         human_duration(row.seconds_in_step) if row.seconds_in_step is not None else NONE,
-        cut(row.last_verdict, VERDICT_WIDTH),
-        cut(row.last_error, ERROR_WIDTH),
+        verdict_word(row.last_verdict),
+        reason(row),
     )
 
 
@@ -274,6 +317,7 @@ def row_json(row: StatusRow) -> dict[str, Any]:
         "lastVerdict": row.last_verdict,
         "lastError": row.last_error,
         "message": row.message,
+        "stall": row.stall,
         "runId": row.run_id,
         "pendingCommands": [{"id": c.id, "kind": str(c.kind), "by": c.by, "at": _time(c.at)} for c in row.pending],
         "history": [
