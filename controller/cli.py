@@ -258,21 +258,23 @@ def demo(
     scrape_seconds: Annotated[
         float, typer.Option("--scrape-seconds", min=0.2, max=30, help="Prometheus scrape interval.")
     ] = 1.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result on stdout; no live view.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON result on stdout; progress lines, no live view, on stderr.")
+    ] = False,
 ) -> None:
     """Run Istio's TCP traffic shift on this machine with a real Envoy, Prometheus and Alertmanager.
 
-    Exit 0 when the outcome is the expected one (promoted; rolled back with --fault-at), 1 otherwise, 2 when
-    the sandbox could not start.
+    Prints the policy it runs, then its progress on stderr: a live table on a terminal, otherwise one line per
+    phase change and per step. Exit 0 when the outcome is the expected one (promoted; rolled back with
+    --fault-at), 1 otherwise, 2 when the sandbox could not start.
     """
     import signal  # noqa: PLC0415
     import sys  # noqa: PLC0415
-    from contextlib import nullcontext  # noqa: PLC0415
 
-    from controller.sandbox.demo import DemoOptions, live_view, run_demo  # noqa: PLC0415 - heavy, demo only
+    from controller.sandbox import demo as sandbox_demo  # noqa: PLC0415 - heavy, demo only
     from controller.sandbox.processes import SandboxError  # noqa: PLC0415
 
-    options = DemoOptions(
+    options = sandbox_demo.DemoOptions(
         variant="istio" if variant is DemoVariant.istio else "gateway-api",
         step_seconds=step_seconds,
         fault_at=fault_at,
@@ -288,8 +290,9 @@ def demo(
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with nullcontext(None) if as_json else live_view(sys.stderr) as update:
-            result = run_demo(options, on_update=update)
+        live = not as_json and sys.stderr.isatty()
+        with sandbox_demo.progress_view(sys.stderr, live=live) as view:
+            result = sandbox_demo.run_demo(options, on_update=view.update, on_policy=view.policy)
     except SandboxError as exc:
         typer.echo(f"canaryctl demo: the sandbox could not start: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -302,6 +305,53 @@ def demo(
     else:
         typer.echo(_demo_summary(result.as_json(), expected))
     raise typer.Exit(0 if result.outcome == expected else 1)
+
+
+@app.command()
+def sandbox(
+    step_seconds: Annotated[
+        float, typer.Option("--step-seconds", min=2, max=3600, help="Seconds per step of the sandbox's policy.")
+    ] = 30.0,
+    variant: Annotated[DemoVariant, typer.Option("--variant", help="VirtualService or Gateway API TCPRoute.")] = (
+        DemoVariant.istio
+    ),
+    rate: Annotated[float, typer.Option("--rate", min=1, max=500, help="Client connections per second.")] = 20.0,
+    scrape_seconds: Annotated[
+        float, typer.Option("--scrape-seconds", min=0.2, max=30, help="Prometheus scrape interval.")
+    ] = 1.0,
+) -> None:
+    """Keep the demo's world running (API emulator, Envoy, Prometheus, Alertmanager, client) for canaryctl run.
+
+    Prints the kubeconfig, the URLs and the commands to type; Ctrl-C stops it all. Exit 0 when stopped, 2 when
+    the sandbox could not start.
+    """
+    import signal  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from controller.sandbox.demo import DemoOptions  # noqa: PLC0415 - heavy, sandbox only
+    from controller.sandbox.processes import SandboxError  # noqa: PLC0415
+    from controller.sandbox.session import run_sandbox  # noqa: PLC0415
+
+    options = DemoOptions(
+        variant="istio" if variant is DemoVariant.istio else "gateway-api",
+        step_seconds=step_seconds,
+        rate=rate,
+        scrape_seconds=scrape_seconds,
+        analysis_seconds=max(scrape_seconds * 2, 1.0),
+    )
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run_sandbox(options, out=sys.stdout, err=sys.stderr)
+    except SandboxError as exc:
+        typer.echo(f"canaryctl sandbox: the sandbox could not start: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("canaryctl sandbox: stopped; everything it started is stopped", err=True)
 
 
 def _demo_summary(result: dict[str, Any], expected: str) -> str:

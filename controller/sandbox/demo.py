@@ -19,6 +19,7 @@ the first failed connection to (a) the route restored in the API and (b) Envoy r
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import tempfile
 import time
@@ -126,6 +127,7 @@ class DemoResult:
     v2_connections_after_reload: int | None = None
     phase_message: str = ""
     seconds: float = 0.0
+    policy: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The machine-readable result."""
@@ -140,12 +142,17 @@ class DemoResult:
             "v2_connections_after_reload": self.v2_connections_after_reload,
             "message": self.phase_message,
             "seconds": round(self.seconds, 1),
+            "policy": self.policy,
         }
 
 
 @dataclass
 class LiveState:
-    """What the live view shows, refreshed a few times a second."""
+    """What the live view shows, refreshed a few times a second.
+
+    ``share``, ``connections`` and ``errors`` are the client's counts at the step the rollout is at, or, once
+    the route is restored after a failure, at the step that failed (``counted_weight`` is that step's weight).
+    """
 
     phase: str = "Starting"
     step: str = ""
@@ -156,6 +163,7 @@ class LiveState:
     verdict: str = ""
     elapsed: float = 0.0
     note: str = ""
+    counted_weight: int | None = None
 
 
 def demo_policy(options: DemoOptions, *, prometheus_url: str, alertmanager_url: str) -> dict[str, Any]:
@@ -240,6 +248,7 @@ class Sandbox:
         self.alertmanager: AlertmanagerProcess | None = None
         self.daemon: Daemon | None = None
         self.load: LoadClient | None = None
+        self.policy: dict[str, Any] | None = None
 
     def __enter__(self) -> Sandbox:
         try:
@@ -334,6 +343,7 @@ class Sandbox:
         policies = self.workdir / "policies"
         policies.mkdir(exist_ok=True)
         policy = demo_policy(self.options, prometheus_url=self.prometheus.url, alertmanager_url=self.alertmanager.url)
+        self.policy = policy
         (policies / "tcp-echo.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
         kubeconfig = self.workdir / "kubeconfig"
         self.emulator.write_kubeconfig(kubeconfig, context_name="sandbox")
@@ -383,9 +393,13 @@ def run_demo(
     options: DemoOptions,
     *,
     on_update: Callable[[LiveState], None] | None = None,
+    on_policy: Callable[[dict[str, Any]], None] | None = None,
     workdir: Path | None = None,
 ) -> DemoResult:
     """Run the demo to its outcome and measure it (see the module docstring).
+
+    ``on_update`` receives the live state a few times a second; ``on_policy`` the CanaryPolicy the
+    controller runs, once, just before the controller starts.
 
     Raises:
         SandboxError: a component could not start (its ``component`` says which).
@@ -394,11 +408,13 @@ def run_demo(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canaryctl-demo-")))
         sandbox = stack.enter_context(Sandbox(options, workdir))
-        return _drive(sandbox, on_update or (lambda state: None))
+        return _drive(sandbox, on_update or (lambda state: None), on_policy or (lambda policy: None))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _drive(sandbox: Sandbox, on_update: Callable[[LiveState], None]) -> DemoResult:
+def _drive(
+    sandbox: Sandbox, on_update: Callable[[LiveState], None], on_policy: Callable[[dict[str, Any]], None]
+) -> DemoResult:
     options = sandbox.options
     assert sandbox.sync is not None
     assert sandbox.load is not None
@@ -413,6 +429,8 @@ def _drive(sandbox: Sandbox, on_update: Callable[[LiveState], None]) -> DemoResu
     began = time.monotonic()
     initial_changes = len(sync.history)
     sandbox.start_controller()
+    assert sandbox.policy is not None
+    on_policy(sandbox.policy)
     verdicts: dict[int, str] = {}
     state = LiveState()
     fault_at: float | None = None
@@ -437,9 +455,10 @@ def _drive(sandbox: Sandbox, on_update: Callable[[LiveState], None]) -> DemoResu
             state.weight = status.get("weight")
             state.verdict = str(verdict or "")
         if changes:
-            since = changes[-1].confirmed_at or changes[-1].seen_at
-            tally = load.tally(since)
+            window = _counting_window(changes, state.phase, canary_cluster)
+            tally = load.tally(*window.span)
             state.share, state.connections, state.errors = tally.canary_share, tally.connections, tally.errors
+            state.counted_weight = window.weight
         state.elapsed = now - began
         if (
             options.fault_at is not None
@@ -455,7 +474,34 @@ def _drive(sandbox: Sandbox, on_update: Callable[[LiveState], None]) -> DemoResu
         if status is not None and status.get("phase") in TERMINAL and _settled(sandbox, status, fault_at):
             break
         time.sleep(0.2)
-    return _result(sandbox, status, verdicts, fault_at, original_route, time.monotonic() - began, initial_changes)
+    result = _result(sandbox, status, verdicts, fault_at, original_route, time.monotonic() - began, initial_changes)
+    result.policy = sandbox.policy
+    return result
+
+
+RESTORING = {"RollingBack", "RolledBack", "Aborted", "Failed"}
+
+
+@dataclass(frozen=True)
+class _Window:
+    span: tuple[float, float | None]
+    weight: int
+
+
+def _counting_window(changes: list[RouteChange], phase: str, canary: str) -> _Window:
+    """Which client connections the live view counts: those since the current step's route took effect.
+
+    Once the original route is restored (weight 0 after a step with canary traffic), the restore is not a
+    step: the counts stay those of the step that failed, up to the restore's write, so the panel agrees
+    with the verdict that caused it.
+    """
+    last = changes[-1]
+    if phase in RESTORING and len(changes) >= 2 and _canary_weight(last, canary) == 0:
+        failed = changes[-2]
+        if _canary_weight(failed, canary) > 0:
+            end = last.written_at or last.seen_at
+            return _Window((failed.confirmed_at or failed.seen_at, end), _canary_weight(failed, canary))
+    return _Window((last.confirmed_at or last.seen_at, None), _canary_weight(last, canary))
 
 
 def _instant(text: str) -> datetime:
@@ -586,33 +632,111 @@ def _api_write_time(sandbox: Sandbox, resource_version: str) -> float | None:
     return None
 
 
+def policy_text(policy: dict[str, Any], *, who: str = "canaryctl demo runs") -> str:
+    """The policy the demo runs, as the YAML it writes for the controller, under a line saying what it is."""
+    head = (
+        f"# {who} this CanaryPolicy: the seed policy (policies/tcp-echo.yaml) with short steps,\n"
+        "# Envoy's connect-error metric (the sandbox has no Istio sidecars), a minConnections that fits the\n"
+        "# demo's traffic, and the local Prometheus and Alertmanager.\n"
+    )
+    return head + yaml.safe_dump(policy, sort_keys=False)
+
+
+class LineReporter:
+    """Progress for logs and pipes: one line per phase change, per step, and when the fault starts.
+
+    A line for a new step also gives the client's counts at the step just left, as last seen.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._last: LiveState | None = None
+
+    def _say(self, text: str) -> None:
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def policy(self, policy: dict[str, Any]) -> None:
+        """Print the policy once, before the rollout starts."""
+        self._say(policy_text(policy).rstrip("\n"))
+
+    def update(self, state: LiveState) -> None:
+        """Print a line when the phase or the step changed since the last update, or the fault started."""
+        last = self._last
+        self._last = copy.copy(state)
+        if last is not None and last.note != state.note and state.note:
+            self._say(f"[{state.elapsed:6.1f} s] fault: {state.note}")
+        if last is not None and (last.phase, last.step) == (state.phase, state.step):
+            return
+        line = f"[{state.elapsed:6.1f} s] {state.phase}"
+        if state.step:
+            line += f"  step {state.step}"
+        if state.weight is not None:
+            line += f"  weight {state.weight} %"
+        if last is not None and last.step and last.step != state.step and last.counted_weight is not None:
+            line += f"  (at {last.counted_weight} %: {_counts(last)})"
+        if state.phase in TERMINAL_ALL and state.verdict:
+            line += f"  last verdict: {state.verdict}"
+        self._say(line)
+
+
+TERMINAL_ALL = TERMINAL | {"Aborted"}
+
+
+def _counts(state: LiveState) -> str:
+    share = "-" if state.share is None else f"{state.share:.1%}"
+    return f'{state.connections} connections, {state.errors} errors, "two" share {share}'
+
+
+class LiveReporter:
+    """A rich live table on a terminal, redrawn with each :class:`LiveState`; the policy printed above it."""
+
+    def __init__(self, live: Any, console: Any) -> None:
+        self._live = live
+        self._console = console
+
+    def policy(self, policy: dict[str, Any]) -> None:
+        """Print the policy above the live table."""
+        self._console.print(policy_text(policy), markup=False, highlight=False, end="")
+
+    def update(self, state: LiveState) -> None:
+        """Redraw the table."""
+        self._live.update(render_panel(state))
+
+
+def render_panel(state: LiveState) -> Any:
+    """The live table for one state: every row agrees with the others, and the verdict is never cut."""
+    from rich.table import Table  # noqa: PLC0415 (only the demo needs rich)
+
+    table = Table(title="canaryctl demo: tcp-echo v1 -> v2", show_header=False, min_width=60)
+    share = "-" if state.share is None else f"{state.share:.1%}"
+    where = "this step" if state.counted_weight is None else f"at {state.counted_weight} %"
+    rows = [
+        ("phase", state.phase),
+        ("step", state.step or "-"),
+        ("target weight", "-" if state.weight is None else f"{state.weight} %"),
+        (f'client: "two" share ({where})', share),
+        (f"client: connections ({where})", str(state.connections)),
+        (f"client: errors ({where})", str(state.errors)),
+        ("last verdict (Prometheus)", state.verdict or "-"),
+        ("time", f"{state.elapsed:.1f} s"),
+    ]
+    if state.note:
+        rows.append(("fault", state.note))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
 @contextlib.contextmanager
-def live_view(stream: TextIO) -> Iterator[Callable[[LiveState], None]]:
-    """A rich live table on ``stream`` (stderr), updated with each :class:`LiveState`."""
+def progress_view(stream: TextIO, *, live: bool) -> Iterator[LiveReporter | LineReporter]:
+    """The demo's progress on ``stream`` (stderr): a live table when ``live``, else one line per change."""
+    if not live:
+        yield LineReporter(stream)
+        return
     from rich.console import Console  # noqa: PLC0415 (only the demo needs rich's live view)
     from rich.live import Live  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
 
     console = Console(file=stream)
-
-    def render(state: LiveState) -> Table:
-        table = Table(title="canaryctl demo: tcp-echo v1 -> v2", show_header=False, min_width=60)
-        share = "-" if state.share is None else f"{state.share:.1%}"
-        rows = [
-            ("phase", state.phase),
-            ("step", state.step or "-"),
-            ("target weight", "-" if state.weight is None else f"{state.weight} %"),
-            ('observed "two" share (this step)', share),
-            ("connections (this step)", str(state.connections)),
-            ("errors (this step)", str(state.errors)),
-            ("last verdict", (state.verdict[:70] + "...") if len(state.verdict) > 70 else state.verdict or "-"),
-            ("time", f"{state.elapsed:.1f} s"),
-        ]
-        if state.note:
-            rows.append(("fault", state.note))
-        for key, value in rows:
-            table.add_row(key, value)
-        return table
-
-    with Live(render(LiveState()), console=console, refresh_per_second=4, transient=False) as live:
-        yield lambda state: live.update(render(state))
+    with Live(render_panel(LiveState()), console=console, refresh_per_second=4, transient=False) as table:
+        yield LiveReporter(table, console)

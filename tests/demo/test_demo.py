@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from controller.sandbox.demo import route_of
 from controller.sandbox.scenario import manifest_documents
 from tests.conftest import REPO
+from tests.demo.support import child_processes
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -56,7 +58,7 @@ def _demo(variant: str, fault_at: int | None) -> tuple[int, dict[str, Any], str]
         result = json.loads(done.stdout)
     except ValueError:
         result = {}
-    return done.returncode, result, done.stderr[-3000:]
+    return done.returncode, result, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def test_a_healthy_canary_is_promoted_with_the_planned_traffic_split(
     runs: dict[tuple[str, int | None], tuple[int, dict[str, Any], str]], variant: str
 ) -> None:
     code, result, stderr = runs[(variant, None)]
-    assert code == 0, (result.get("outcome"), stderr)
+    assert code == 0, (result.get("outcome"), stderr[-3000:])
     assert result["outcome"] == "promoted"
     assert [step["weight"] for step in result["steps"]] == [0, 20, 50, 100]
     for step in result["steps"]:
@@ -113,12 +115,30 @@ def test_a_healthy_canary_is_promoted_with_the_planned_traffic_split(
     assert set(result["versions"]) == {"envoy", "prometheus", "alertmanager"}
 
 
+@pytest.mark.parametrize("fault_at", [None, 50], ids=["promoted", "rolled-back"])
+def test_a_run_in_a_log_says_each_phase_change_and_step_once(
+    runs: dict[tuple[str, int | None], tuple[int, dict[str, Any], str]], fault_at: int | None
+) -> None:
+    _, result, stderr = runs[("istio", fault_at)]
+    progress = [line.split("] ", 1)[1] for line in stderr.splitlines() if line.startswith("[")]
+    moments = [tuple(line.split("  ")[:2]) for line in progress if not line.startswith("fault:")]
+    assert len(moments) == len(set(moments)), progress  # no repeats: a line says a change
+    steps = [m[1] for m in moments if m[0] == "Progressing"]
+    reached = len(result["steps"])
+    assert steps == [f"step {n}/4" for n in range(1, reached + 1)], progress
+    final = "Promoted" if fault_at is None else "RolledBack"
+    assert progress[-1].startswith(final), progress
+    assert "last verdict: " in progress[-1]
+    printed = yaml.safe_load(stderr.split("\n[", 1)[0])
+    assert printed == result["policy"], "the policy printed is not the one the run reports"
+
+
 @pytest.mark.parametrize("variant", ["istio", "gateway-api"])
 def test_a_canary_refusing_connections_is_rolled_back_and_alerted(
     runs: dict[tuple[str, int | None], tuple[int, dict[str, Any], str]], variant: str
 ) -> None:
     code, result, stderr = runs[(variant, 50)]
-    assert code == 0, (result.get("outcome"), stderr)
+    assert code == 0, (result.get("outcome"), stderr[-3000:])
     assert result["outcome"] == "rolled_back"
     weights = [step["weight"] for step in result["steps"]]
     assert weights == [0, 20, 50], weights
@@ -165,18 +185,6 @@ def test_a_sandbox_that_cannot_start_says_which_component_and_why(tmp_path: Any)
     assert done.stdout == ""
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(signum: int) -> None:
     demo = subprocess.Popen(
@@ -188,11 +196,11 @@ def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(signum: int) -> Non
     )
     try:
         deadline = time.monotonic() + 60
-        children: set[int] = set()
-        while time.monotonic() < deadline and len(children) < 3:  # Envoy, Prometheus, Alertmanager
+        started: set[int] = set()
+        while time.monotonic() < deadline and len(started) < 3:  # Envoy, Prometheus, Alertmanager
             time.sleep(0.2)
-            children = _children(demo.pid)
-        assert len(children) >= 3, f"the demo did not start its servers: {children}"
+            started = child_processes(demo.pid)
+        assert len(started) >= 3, f"the demo did not start its servers: {started}"
         time.sleep(1)
         demo.send_signal(signum)
         _, stderr = demo.communicate(timeout=30)
@@ -202,5 +210,5 @@ def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(signum: int) -> Non
             demo.communicate()
     assert demo.returncode == 130, stderr[-2000:]
     assert "interrupted; everything it started is stopped" in stderr
-    alive = {pid for pid in children if Path(f"/proc/{pid}").exists()}
+    alive = {pid for pid in started if Path(f"/proc/{pid}").exists()}
     assert not alive, f"still running after {signal.Signals(signum).name}: {alive}"
