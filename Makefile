@@ -4,11 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps lint test demo bench schema clean
+.PHONY: help venv deps lint test demo sandbox bench schema clean
 
 help:
 	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
 	@echo "             (DEMO_ARGS='--fault-at 50' for the rollback run)"
+	@echo "make sandbox keep the demo's world running (API emulator, Envoy, Prometheus, Alertmanager, client) and"
+	@echo "             drive the controller yourself: canaryctl run, status, pause, promote; Ctrl-C stops it all"
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
 	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about half an hour)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
@@ -44,6 +46,9 @@ test: lint deps
 
 demo: venv deps
 	$(BIN)/canaryctl demo $(DEMO_ARGS)
+
+sandbox: venv deps
+	$(BIN)/canaryctl sandbox $(SANDBOX_ARGS)
 
 # Benchmarks measure; they assert nothing. Each writes its JSON, then report.py merges latest.json/latest.md.
 bench: venv deps
