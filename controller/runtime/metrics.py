@@ -53,6 +53,12 @@ class ControllerMetrics:
             registry=self.registry,
         )
         self.leader = Gauge("canary_leader", "1 when this replica is the leader.", registry=self.registry)
+        self.conflicting_writers = Gauge(
+            "canary_conflicting_writers",
+            "Other controllers seen writing this policy's status within the last minute (0: none).",
+            labels,
+            registry=self.registry,
+        )
         self._evaluations: dict[tuple[str, str], datetime | None] = {}
         self._lock = threading.Lock()
 
