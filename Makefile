@@ -41,7 +41,21 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint deps
+# Debian's kubectl (kubernetes-client), unpacked into a project-local cache for the tests in tests/kubectl/;
+# never installed system-wide, and the suite runs only this copy. Without it that suite skips and says why.
+KUBECTL_CACHE := .cache/kubectl
+KUBECTL       := $(KUBECTL_CACHE)/usr/bin/kubectl
+
+kubectl:
+	@test -x $(KUBECTL) || { \
+	  mkdir -p $(KUBECTL_CACHE)/deb && cd $(KUBECTL_CACHE)/deb && \
+	  { apt-get download kubernetes-client >/dev/null 2>&1 || \
+	    { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download kubernetes-client >/dev/null 2>&1; }; } && \
+	  dpkg -x kubernetes-client_*.deb .. && rm -f kubernetes-client_*.deb || \
+	  echo "kubectl: could not fetch Debian's kubernetes-client (apt-get download; apt-get update needs root); the tests in tests/kubectl/ will be skipped" >&2; }
+	@test -x $(KUBECTL) && echo "kubectl: $$($(KUBECTL) version --client --short 2>/dev/null)" || true
+
+test: lint deps kubectl
 	$(BIN)/pytest
 
 demo: venv deps
