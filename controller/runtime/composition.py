@@ -32,6 +32,7 @@ from controller.runtime.daemon import Controller, SystemClock
 from controller.runtime.http import HealthServer
 from controller.runtime.leadership import ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
 from controller.runtime.metrics import ControllerMetrics
+from controller.runtime.writers import GuardedStatusStore, WriterGuard, events_about
 from controller.service.admission import mark_problem, screen
 from controller.service.alerting import AlertDispatcher
 from controller.service.prometheus_analysis import PrometheusAnalysis
@@ -111,8 +112,6 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
     is_leader: Callable[[], bool] = elector.is_leader if elector is not None else (lambda: True)
     # Every write of rollout state is fenced: a replica that loses the lease stops writing at once.
     router = FencedRouter(KubernetesTrafficRouter(mesh), is_leader)
-    crd_store = FencedStatusStore(CrdStatusStore(main), is_leader)
-    file_store = FencedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), is_leader)
     workloads = KubernetesWorkloadReader(main)
     events = FencedEvents(KubernetesEventRecorder(main), is_leader)
     prometheus = PrometheusMetricsSource(
@@ -129,6 +128,21 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         sources.append(
             CrdPolicySource(main, namespaces=settings.watch_namespaces or None, label_selector=settings.policy_selector)
         )
+    # Status writes are stamped with this daemon; another writer seen in a status is reported (and, with
+    # election off, exactly one of the two stops writing the policy): issue 12, item 4.
+    guard = WriterGuard(
+        identity=identity,
+        elected=settings.leader_elect,
+        lease_duration=settings.lease_duration_seconds,
+        events=events,
+        involved_for=events_about(sources, controller_namespace=settings.namespace),
+        metrics=metrics,
+    )
+    crd_store = FencedStatusStore(GuardedStatusStore(CrdStatusStore(main), guard, is_leader=is_leader), is_leader)
+    file_store = FencedStatusStore(
+        GuardedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), guard, is_leader=is_leader),
+        is_leader,
+    )
 
     def dependencies_for(ref: PolicyRef) -> Dependencies:
         return Dependencies(
