@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from controller.errors import CanaryError
+from controller.errors import CanaryError, WriterYieldedError
 from controller.ports import Clock, PolicyRef, PolicySnapshot, PolicySource, SourcedPolicy, SourceProblem
 from controller.runtime.leadership import ElectionThread
 from controller.runtime.metrics import ControllerMetrics
@@ -128,6 +128,9 @@ class Controller:
             result = reconcile_once(
                 policy=sourced.policy, ref=ref, deps=self.dependencies_for(ref), now=self.clock.now()
             )
+        except WriterYieldedError as exc:  # reported once when it began (controller.runtime.writers)
+            log.debug("pass skipped: %s", exc, extra=context)
+            return
         except CanaryError as exc:
             log.warning("pass failed: %s", exc, extra={**context, "error": str(exc)})
             return
