@@ -3,8 +3,9 @@
 ``register(app)`` adds them to the main ``canaryctl`` app. Thin: the adapters find the policies and record the
 commands (``controller.adapters.kubernetes.control``), ``controller.core.status_view`` computes what is shown.
 
-Exit codes: 0 success; 1 no such policy, RBAC forbids the call, the API server cannot be reached or no
-Kubernetes configuration can be loaded; 2 a usage error.
+Exit codes: 0 success; 1 no such policy, a command the controller would refuse in the rollout's current phase
+(nothing is recorded), RBAC forbids the call, the API server cannot be reached or no Kubernetes configuration
+can be loaded; 2 a usage error.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ from controller.adapters.kubernetes.control import (
 from controller.core.rollout import CommandKind, Phase
 from controller.core.status_view import (
     TABLE_HEADERS,
+    CommandPreview,
     StatusRow,
+    pending_commands,
     plain_table,
+    preview_command,
     status_list_document,
     table_cells,
 )
@@ -80,10 +84,12 @@ _COMMAND_HELP = {
     CommandKind.RETRY: "Retry: start a new run of a rollout that ended RolledBack, Failed or Aborted.",
 }
 _COMMAND_EPILOG = (
-    "The command is recorded in the canaryctl.dev/commands annotation of the CanaryPolicy resource NS/NAME or, "
-    "for a policy file, of its status ConfigMap in the controller's namespace. The controller applies it on its "
-    "next pass, or refuses it (an event and a history entry say why) when the rollout's phase does not allow "
-    "it: see canaryctl status."
+    "A command the rollout's current phase does not allow (pause on a RolledBack rollout, promote on a Promoted "
+    "one) is refused here, with the reason, and exits 1: nothing is recorded. Otherwise it is recorded in the "
+    "canaryctl.dev/commands annotation of the CanaryPolicy resource NS/NAME or, for a policy file, of its status "
+    "ConfigMap in the controller's namespace, and canaryctl says what will happen. The controller applies it on "
+    "its next pass, or refuses it (an event and a history entry say why) when the phase changed meanwhile: see "
+    "canaryctl status."
 )
 
 
@@ -138,6 +144,19 @@ def _kube(kubeconfig: str | None, context: str | None) -> Iterator[KubeApi]:
 # -- pause, resume, promote, abort, retry ------------------------------------------------------------------
 
 
+def _preview(
+    api: KubeApi, kind: CommandKind, *, namespace: str, name: str, controller_namespace: str
+) -> CommandPreview | None:
+    """What the controller will do with the command, from the status the command will be recorded beside
+    (the resource's, else the file-mode one's); None when the policy is not found (recording says so)."""
+    listing = list_statuses(api, namespace=namespace, name=name, controller_namespace=controller_namespace)
+    found = {stored.source: stored for stored in listing.statuses}
+    stored = found.get("crd") or found.get("file")
+    if stored is None:
+        return None
+    return preview_command(kind, stored.status, pending_commands(stored.commands, stored.status))
+
+
 def _control_command(kind: CommandKind) -> Callable[..., None]:
     def command(
         name: Annotated[str, typer.Argument(metavar="NAME", help="The CanaryPolicy's name.")],
@@ -150,6 +169,10 @@ def _control_command(kind: CommandKind) -> Callable[..., None]:
         controller_namespace: ControllerNamespaceOption = DEFAULT_CONTROLLER_NAMESPACE,
     ) -> None:
         with _kube(kubeconfig, context) as api:
+            preview = _preview(api, kind, namespace=namespace, name=name, controller_namespace=controller_namespace)
+            if preview is not None and not preview.accepted:
+                _err(f"{kind} refused for CanaryPolicy {namespace}/{name}: {preview.says}; nothing recorded")
+                raise typer.Exit(1)
             recorded = record_command(
                 api,
                 namespace=namespace,
@@ -162,7 +185,7 @@ def _control_command(kind: CommandKind) -> Callable[..., None]:
         mode = "" if location.ref.source == "crd" else f" (file mode, {location.where})"
         typer.echo(
             f"{kind} recorded for CanaryPolicy {namespace}/{name}{mode} (id {recorded.command.id}); "
-            "the controller applies it on its next pass"
+            "the controller applies it on its next pass" + (f": {preview.says}" if preview is not None else "")
         )
 
     command.__doc__ = f"{_COMMAND_HELP[kind]}\n\n{_COMMAND_EPILOG}"

@@ -40,7 +40,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.core.policy import API_VERSION
-from controller.core.rollout import TERMINAL_PHASES, Command, Condition, HistoryEntry, Phase, RolloutStatus
+from controller.core.rollout import (
+    TERMINAL_PHASES,
+    Command,
+    CommandKind,
+    Condition,
+    HistoryEntry,
+    Phase,
+    RolloutStatus,
+)
 
 STATUS_LIST_KIND = "StatusList"
 HISTORY_SHOWN = 10
@@ -346,3 +354,94 @@ def row_json(row: StatusRow) -> dict[str, Any]:
 def status_list_document(rows: Iterable[StatusRow]) -> dict[str, Any]:
     """The ``canaryctl status -o json`` document: ``{"apiVersion", "kind": "StatusList", "items"}``."""
     return {"apiVersion": API_VERSION, "kind": STATUS_LIST_KIND, "items": [row_json(row) for row in rows]}
+
+
+# -- what a command will do ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandPreview:
+    """What the controller will do with a command, judged from the status as it is now.
+
+    Attributes:
+        accepted: False when the controller will refuse it (the rollout's phase does not allow it).
+        says: what will happen, or why it will be refused (the controller's own words for a refusal).
+    """
+
+    accepted: bool
+    says: str
+
+
+def _refusal(kind: CommandKind, phase: Phase, step_index: int) -> str | None:
+    """Why the controller refuses ``kind`` in ``phase``: the same rule and words as the state machine's."""
+    if phase in TERMINAL_PHASES and kind != CommandKind.RETRY:
+        return f"the run is {phase}; retry or a new revision starts a new run"
+    if kind == CommandKind.RETRY and phase not in {Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED}:
+        return f"only a RolledBack, Failed or Aborted run can be retried (it is {phase})"
+    if kind == CommandKind.PAUSE and phase not in {Phase.PENDING, Phase.PROGRESSING}:
+        return f"only a Pending or Progressing rollout can be paused (it is {phase})"
+    if kind == CommandKind.RESUME and phase != Phase.PAUSED:
+        return f"only a Paused rollout can be resumed (it is {phase})"
+    if kind == CommandKind.PROMOTE and (phase not in {Phase.PROGRESSING, Phase.PAUSED} or step_index < 0):
+        return f"only a rollout that has started its steps can be promoted (it is {phase})"
+    if kind == CommandKind.ABORT and phase == Phase.ROLLING_BACK:
+        return "the rollout is already rolling back"
+    return None
+
+
+def _after(kind: CommandKind, phase: Phase, step_index: int) -> tuple[Phase, int]:
+    """The phase and step index right after the controller applies an accepted command."""
+    if kind in {CommandKind.PAUSE, CommandKind.PROMOTE}:
+        return Phase.PAUSED, step_index
+    if kind == CommandKind.RESUME:
+        return (Phase.PROGRESSING if step_index >= 0 else Phase.PENDING), step_index
+    if kind == CommandKind.ABORT:
+        return Phase.ROLLING_BACK, step_index
+    return Phase.PENDING, -1
+
+
+def _what_happens(kind: CommandKind, phase: Phase, status: RolloutStatus) -> str:
+    at = f" at weight {status.weight}" if status.weight is not None and status.step_index >= 0 else ""
+    if kind == CommandKind.PAUSE:
+        if phase == Phase.PENDING:
+            return "the rollout stays Pending: no step starts until resume"
+        return f"the rollout pauses{at}: the weight stays and the step's clock stops until resume"
+    if kind == CommandKind.RESUME:
+        if status.step_index < 0:
+            return "the rollout goes back to Pending and starts its first step when the canary is ready"
+        if status.paused_reason == "drift":
+            return f"the step's weight{at.replace(' at weight', '')} is written again and the step starts over"
+        return f"the rollout resumes{at}: the step's clock continues where it stopped"
+    if kind == CommandKind.PROMOTE:
+        return "the rollout jumps to its last step now, without waiting for the remaining steps"
+    if kind == CommandKind.ABORT:
+        return "the original route is restored exactly and the run ends as Aborted"
+    return "a new run starts from the first step"
+
+
+def preview_command(kind: CommandKind, status: RolloutStatus | None, pending: Sequence[Command] = ()) -> CommandPreview:
+    """What the controller will do with ``kind`` on its next pass, after the ``pending`` commands before it.
+
+    The controller stays the judge: the status may change before its next pass. A policy it has not run
+    yet gets its commands on its first pass.
+
+    Args:
+        kind: the command asked for.
+        status: the policy's status now, or None when the controller has recorded none.
+        pending: commands recorded before this one and not consumed yet, oldest first.
+
+    Returns:
+        Whether it will be accepted, and what will happen or why not.
+    """
+    if status is None:
+        return CommandPreview(
+            True, "the controller has not run this policy yet: it applies or refuses the command on its first pass"
+        )
+    phase, step_index = status.phase, status.step_index
+    for earlier in pending:
+        if _refusal(earlier.kind, phase, step_index) is None:
+            phase, step_index = _after(earlier.kind, phase, step_index)
+    why = _refusal(kind, phase, step_index)
+    if why is not None:
+        return CommandPreview(False, why)
+    return CommandPreview(True, _what_happens(kind, phase, status))

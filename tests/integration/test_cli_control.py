@@ -267,7 +267,17 @@ class TestCommands:
     def test_every_command_is_appended_with_a_unique_id_and_who_asked(
         self, canaryctl: Canaryctl, policy: Policy, ns: str
     ) -> None:
+        allowed_in = {
+            "pause": Phase.PROGRESSING,
+            "resume": Phase.PAUSED,
+            "promote": Phase.PROGRESSING,
+            "abort": Phase.PROGRESSING,
+            "retry": Phase.ROLLED_BACK,
+        }
         for kind in COMMANDS:
+            consumed = [c["id"] for c in policy.commands()]
+            update = {"phase": allowed_in[kind], "processed_commands": consumed}
+            policy.save_status(progressing_status().model_copy(update=update))
             result = canaryctl(kind, "tcp-echo", "-n", ns, "--by", f"{kind}-person")
             assert result.exit_code == 0, result.output
         recorded = policy.commands()
@@ -279,13 +289,15 @@ class TestCommands:
     def test_the_confirmation_names_the_command_the_policy_and_the_id(
         self, canaryctl: Canaryctl, policy: Policy, ns: str, controller_ns: str
     ) -> None:
+        policy.save_status(progressing_status())
         result = canaryctl("pause", "tcp-echo", "-n", ns)
         assert result.exit_code == 0
         command_id = policy.commands()[0]["id"]
         mode = "" if policy.source == "crd" else f" (file mode, ConfigMap {controller_ns}/canary-{ns}-tcp-echo)"
         assert result.stdout == (
             f"pause recorded for CanaryPolicy {ns}/tcp-echo{mode} (id {command_id}); "
-            "the controller applies it on its next pass\n"
+            "the controller applies it on its next pass: the rollout pauses at weight 20: the weight stays and "
+            "the step's clock stops until resume\n"
         )
 
     def test_who_asked_defaults_to_the_local_user(self, canaryctl: Canaryctl, policy: Policy, ns: str) -> None:
@@ -304,6 +316,7 @@ class TestCommands:
         assert recorded[-1]["kind"] == "resume"
 
     def test_other_annotations_are_left_alone(self, canaryctl: Canaryctl, policy: Policy, ns: str) -> None:
+        policy.save_status(progressing_status())
         policy.set_annotations({"team": "payments"})
         assert canaryctl("promote", "tcp-echo", "-n", ns).exit_code == 0
         assert policy.annotations()["team"] == "payments"
@@ -321,13 +334,55 @@ class TestCommands:
         self, cluster: KubeApiEmulator, kube: KubeApi, kubeconfig: Path, ns: str
     ) -> None:
         elsewhere = _fresh_namespace(cluster, "ops")
-        policy = make_policy(cluster, kube, source="file", namespace=ns, controller_namespace=elsewhere)
+        policy = make_policy(
+            cluster,
+            kube,
+            source="file",
+            namespace=ns,
+            controller_namespace=elsewhere,
+            status=RolloutStatus(phase=Phase.ROLLED_BACK, run_id="r-1", step_index=1, weight=20),
+        )
         result = runner.invoke(
             app,
             ["retry", "tcp-echo", "-n", ns, "--controller-namespace", elsewhere, "--kubeconfig", str(kubeconfig)],
         )
         assert result.exit_code == 0, result.output
         assert [c["kind"] for c in policy.commands()] == ["retry"]
+
+    @pytest.mark.parametrize(
+        ("phase", "kind", "why"),
+        [
+            (Phase.ROLLED_BACK, "pause", "the run is RolledBack; retry or a new revision starts a new run"),
+            (Phase.PROMOTED, "promote", "the run is Promoted; retry or a new revision starts a new run"),
+            (Phase.PROGRESSING, "resume", "only a Paused rollout can be resumed (it is Progressing)"),
+            (Phase.PROGRESSING, "retry", "only a RolledBack, Failed or Aborted run can be retried (it is Progressing)"),
+        ],
+    )
+    def test_a_command_the_phase_does_not_allow_is_refused_with_exit_1_and_nothing_recorded(
+        self, canaryctl: Canaryctl, policy: Policy, ns: str, phase: Phase, kind: str, why: str
+    ) -> None:
+        policy.save_status(progressing_status().model_copy(update={"phase": phase}))
+        result = canaryctl(kind, "tcp-echo", "-n", ns)
+        assert result.exit_code == 1
+        assert result.stderr == f"{kind} refused for CanaryPolicy {ns}/tcp-echo: {why}; nothing recorded\n"
+        assert result.stdout == ""
+        assert policy.commands() == []
+
+    def test_a_command_is_judged_after_the_ones_still_pending(
+        self, canaryctl: Canaryctl, policy: Policy, ns: str
+    ) -> None:
+        policy.save_status(progressing_status())
+        assert canaryctl("pause", "tcp-echo", "-n", ns).exit_code == 0
+        again = canaryctl("pause", "tcp-echo", "-n", ns)
+        assert again.exit_code == 1
+        assert "only a Pending or Progressing rollout can be paused (it is Paused)" in again.stderr
+        resumed = canaryctl("resume", "tcp-echo", "-n", ns)
+        assert resumed.exit_code == 0, resumed.output
+        assert resumed.stdout.endswith(
+            "the controller applies it on its next pass: the rollout resumes at weight 20: the step's clock "
+            "continues where it stopped\n"
+        )
+        assert [c["kind"] for c in policy.commands()] == ["pause", "resume"]
 
     def test_a_missing_policy_exits_1_naming_both_places_looked_at(
         self, canaryctl: Canaryctl, ns: str, controller_ns: str
