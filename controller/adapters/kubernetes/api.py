@@ -101,7 +101,7 @@ class KubeApi:
         self.core = k8s.CoreV1Api(api_client)
         self.apps = k8s.AppsV1Api(api_client)
         self._on_error = on_error
-        self._versions: dict[str, str] = {}
+        self._versions: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def call(self, fn: Callable[[], T], *, verb: str, resource: str, group: str, namespace: str, name: str = "") -> T:
@@ -120,8 +120,10 @@ class KubeApi:
             message = _server_message(exc)
             if code == 404:
                 raise NotFoundError([f"{what}: not found ({message})"], code=code) from None
-            # A failed JSON-patch ``test`` answers 422 with "testing value ... failed" among the causes.
-            if code == 409 or (code == 422 and verb == "patch" and "test failed" in message):
+            # A failed JSON-patch ``test`` is a 422 too, but a real server drops its cause (handlers/patch.go,
+            # applyJSPatch -> NewGenericServerResponse): only the writer can tell it from a schema violation, by
+            # reading the object again (see KubernetesTrafficRouter.replace_route). No wording is relied on.
+            if code == 409:
                 raise ConflictError([f"{what}: conflict: {message}"], code=code) from None
             if code == 403:
                 where = f"in namespace {namespace}" if namespace else "cluster-wide"
@@ -142,29 +144,47 @@ class KubeApi:
                 [f"{what}: no answer from the API server: {type(exc).__name__}: {str(exc)[:MAX_BODY]}"]
             ) from None
 
-    def preferred_version(self, group: str, *, candidates: tuple[str, ...]) -> str:
-        """The served version of ``group`` to use: the server's preferred one if we support it."""
+    def resource_version(self, group: str, plural: str, *, candidates: tuple[str, ...]) -> str:
+        """The version to use for one resource: the first of ``candidates`` whose resource list has it. Cached.
+
+        Per resource, not per group: a group's ``preferredVersion`` is the highest version served by *any* of
+        its CRDs, so with Gateway API's standard channel at v1 and a TCPRoute CRD serving only v1alpha2 (every
+        release before v1.6) the group prefers v1 while ``/apis/gateway.networking.k8s.io/v1`` has no
+        ``tcproutes``. Call :meth:`forget_version` after a 404 to discover again (a CRD upgraded or removed).
+
+        Raises:
+            NotFoundError: no candidate version serves the resource.
+        """
+        key = (group, plural)
         with self._lock:
-            if group in self._versions:
-                return self._versions[group]
-        groups = self.call(
-            lambda: k8s.ApisApi(self.api_client).get_api_versions(_request_timeout=self.timeout),
-            verb="get",
-            resource="apigroups",
-            group="",
-            namespace="",
+            if key in self._versions:
+                return self._versions[key]
+        tried = []
+        for version in candidates:
+            if plural in self._served_resources(group, version):
+                with self._lock:
+                    self._versions[key] = version
+                return version
+            tried.append(f"{group}/{version}")
+        raise NotFoundError(
+            [f"resource {plural}.{group} is not served by this API server (looked in {', '.join(tried)})"], code=404
         )
-        chosen = None
-        for entry in groups.groups or []:
-            if entry.name != group:
-                continue
-            served = [v.version for v in entry.versions or []]
-            preferred = entry.preferred_version.version if entry.preferred_version else None
-            chosen = preferred if preferred in candidates else next((v for v in candidates if v in served), None)
-        if chosen is None:
-            raise NotFoundError(
-                [f"API group {group} is not served by this API server (need one of {candidates})"], code=404
-            )
+
+    def forget_version(self, group: str, plural: str) -> None:
+        """Drop the cached version of a resource, so the next call discovers it again."""
         with self._lock:
-            self._versions[group] = chosen
-        return chosen
+            self._versions.pop((group, plural), None)
+
+    def _served_resources(self, group: str, version: str) -> set[str]:
+        """The resource names in ``/apis/<group>/<version>``; empty when that group/version is not served."""
+        try:
+            answer = self.call(
+                lambda: self.custom.get_api_resources(group, version, _request_timeout=self.timeout),
+                verb="get",
+                resource="apiresources",
+                group=group,
+                namespace="",
+            )
+        except NotFoundError:
+            return set()
+        return {str(resource.name) for resource in answer.resources or []}

@@ -8,15 +8,37 @@ routes, labels, another tool's fields) never conflict. Nothing but that one list
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from controller.adapters.kubernetes.api import KubeApi, as_dict
-from controller.errors import NotFoundError
+from controller.errors import ApiError, ConflictError, NotFoundError
 
+T = TypeVar("T")
+
+# Versions in order of preference; the first whose resource list has the kind is used.
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "VirtualService": ("networking.istio.io", "virtualservices", ("v1", "v1beta1", "v1alpha3")),
-    "TCPRoute": ("gateway.networking.k8s.io", "tcproutes", ("v1", "v1alpha2")),
+    "TCPRoute": ("gateway.networking.k8s.io", "tcproutes", ("v1", "v1beta1", "v1alpha2")),
 }
+
+
+def _at(obj: Any, pointer: str) -> tuple[bool, Any]:
+    """The value at a JSON pointer: (True, value), or (False, None) when the path is gone."""
+    node = obj
+    for raw in pointer.strip("/").split("/") if pointer.strip("/") else []:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                return False, None
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if part not in node:
+                return False, None
+            node = node[part]
+        else:
+            return False, None
+    return True, node
 
 
 class KubernetesTrafficRouter:
@@ -29,21 +51,36 @@ class KubernetesTrafficRouter:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
 
-    def _resource(self, kind: str) -> tuple[str, str, str]:
+    def _versioned(self, kind: str, call: Callable[[str], T], *, verb: str, namespace: str, name: str) -> T:
+        """Run ``call(version)`` at the resource's discovered version; on a 404, discover once more and retry
+        (the CRD may have been upgraded to serve another version since it was cached)."""
         group, plural, candidates = KINDS[kind]
-        return group, self.api.preferred_version(group, candidates=candidates), plural
+        version = self.api.resource_version(group, plural, candidates=candidates)
+
+        def attempt(at: str) -> T:
+            return self.api.call(
+                lambda: call(at), verb=verb, resource=plural, group=group, namespace=namespace, name=name
+            )
+
+        try:
+            return attempt(version)
+        except NotFoundError:
+            self.api.forget_version(group, plural)
+            again = self.api.resource_version(group, plural, candidates=candidates)
+            if again == version:
+                raise
+            return attempt(again)
 
     def get(self, *, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as stored, or None when it does not exist."""
-        group, version, plural = self._resource(kind)
+        group, plural, _ = KINDS[kind]
         try:
-            obj = self.api.call(
-                lambda: self.api.custom.get_namespaced_custom_object(
+            obj = self._versioned(
+                kind,
+                lambda version: self.api.custom.get_namespaced_custom_object(
                     group, version, namespace, plural, name, _request_timeout=self.api.timeout
                 ),
                 verb="get",
-                resource=plural,
-                group=group,
                 namespace=namespace,
                 name=name,
             )
@@ -61,25 +98,39 @@ class KubernetesTrafficRouter:
         """
         if expect == destinations:
             return
-        group, version, plural = self._resource(kind)
+        group, plural, _ = KINDS[kind]
         patch = [
             {"op": "test", "path": pointer, "value": expect},
             {"op": "replace", "path": pointer, "value": destinations},
         ]
-        self.api.call(
-            lambda: self.api.custom.patch_namespaced_custom_object(
-                group,
-                version,
-                namespace,
-                plural,
-                name,
-                patch,
-                _content_type="application/json-patch+json",
-                _request_timeout=self.api.timeout,
-            ),
-            verb="patch",
-            resource=plural,
-            group=group,
-            namespace=namespace,
-            name=name,
-        )
+        try:
+            self._versioned(
+                kind,
+                lambda version: self.api.custom.patch_namespaced_custom_object(
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                    patch,
+                    _content_type="application/json-patch+json",
+                    _request_timeout=self.api.timeout,
+                ),
+                verb="patch",
+                namespace=namespace,
+                name=name,
+            )
+        except ApiError as exc:
+            if exc.code != 422:
+                raise
+            # A real server answers a failed ``test`` with a bare 422 ("the server rejected our request due to
+            # an error in our request", no cause). Tell it from a schema violation by what is stored now.
+            live = self.get(kind=kind, namespace=namespace, name=name)
+            found, current = _at(live, pointer) if live is not None else (False, None)
+            if not found or current != expect:
+                where = f"{kind} {namespace}/{name} at {pointer}"
+                state = "is gone" if not found else "changed since it was read"
+                raise ConflictError(
+                    [f"{where}: conflict: the destination list {state}; nothing written"], code=422
+                ) from None
+            raise
