@@ -2,7 +2,14 @@
 
 Emulates the outcomes a client can observe: a merge patch replaces lists whole and deletes keys set
 to ``null``; a JSON patch is all-or-nothing, and a failed ``test`` or an operation on a missing path is
-reported with the json-patch library's wording (the HTTP layer turns it into a 422).
+reported with the json-patch library's wording (the HTTP layer turns it into the generic 422).
+
+A ``test`` compares as the real library does (``evanphx/json-patch``, ``lazyNode.equal``): objects key by
+key, arrays item by item, and scalars as bytes: the stored value as Go's ``encoding/json`` writes it
+against the patch's own compacted text. So ``20.0`` does not test equal to a stored ``20``, nor ``"<"`` to a
+stored ``"<"`` (Go writes ``"\u003c"``). Bodies read over HTTP keep their number literals
+(:func:`parse_json_patch`); string escapes are not kept, so ``"\u0041"`` tests equal to ``"A"`` here but
+not on a real server.
 
 Deliberately not emulated: strategic merge patch. For built-in kinds the emulator applies a
 ``application/strategic-merge-patch+json`` body as a plain merge patch, so list merging by key
@@ -13,6 +20,8 @@ type is refused with 415, as the real server does. Server-side apply is not emul
 from __future__ import annotations
 
 import copy
+import decimal
+import json
 from typing import Any
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -41,17 +50,106 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _json_equal(a: Any, b: Any) -> bool:
-    """Equality as RFC 6902 ``test`` defines it: numbers by value, booleans are not numbers."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and bool(a == b)
+class NumberLiteral:
+    """A number in a JSON patch body, kept as the client wrote it (``20``, ``20.0``, ``2e1``)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def value(self) -> int | float:
+        """The number as JSON decoding gives it."""
+        try:
+            return int(self.text)
+        except ValueError:
+            return float(self.text)
+
+    def __repr__(self) -> str:
+        return f"NumberLiteral({self.text!r})"
+
+
+def parse_json_patch(raw: bytes) -> Any:
+    """Decode a JSON patch body keeping each number's literal text, for ``test`` to compare as bytes.
+
+    Raises:
+        ValueError: the body is not JSON.
+    """
+    return json.loads(raw, parse_int=NumberLiteral, parse_float=NumberLiteral)
+
+
+def _plain(value: Any) -> Any:
+    """A patch value with its number literals turned into numbers, as stored."""
+    if isinstance(value, NumberLiteral):
+        return value.value()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+_GO_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_GO_HEX_ESCAPED = frozenset("<>&\u2028\u2029")
+
+
+def _go_string(text: str) -> str:
+    """A string as Go's ``encoding/json`` writes it: HTML characters and U+2028/9 as ``\\u00XX``."""
+    out = ['"']
+    for char in text:
+        if char in _GO_SHORT_ESCAPES:
+            out.append(_GO_SHORT_ESCAPES[char])
+        elif char < " " or char in _GO_HEX_ESCAPED:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def go_json_scalar(value: Any) -> str:
+    """A scalar as Go's ``encoding/json`` writes it (how the server serialises the stored object)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-6 or abs(value) >= 1e21):
+            text = repr(value)
+            mantissa, _, exponent = text.partition("e")
+            sign, digits = exponent[0], exponent[1:].lstrip("0") or "0"
+            return f"{mantissa}e{sign}{digits.zfill(1)}"
+        text = format(decimal.Decimal(repr(value)), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return _go_string(str(value))
+
+
+def _patch_json_scalar(value: Any) -> str:
+    """A patch value's compacted JSON text (``json.Compact`` of the raw bytes)."""
+    if isinstance(value, NumberLiteral):
+        return value.text
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _test_equal(stored: Any, wanted: Any) -> bool:
+    """``lazyNode.equal``: the stored document's node against the patch's ``value``."""
+    if isinstance(stored, dict):
+        if not isinstance(wanted, dict) or len(stored) != len(wanted):
+            return False
+        return all(k in wanted and _test_equal(v, wanted[k]) for k, v in stored.items())
+    if isinstance(stored, list):
+        if not isinstance(wanted, list) or len(stored) != len(wanted):
+            return False
+        return all(_test_equal(x, y) for x, y in zip(stored, wanted, strict=True))
+    if isinstance(wanted, (dict, list)):
+        return False
+    return go_json_scalar(stored) == _patch_json_scalar(wanted)
 
 
 def _tokens(pointer: str) -> list[str]:
@@ -145,7 +243,8 @@ def json_patch(document: Any, operations: Any) -> Any:
             raise MalformedPatchError(f"{op} operation: missing or invalid 'path'")
         if op in ("add", "replace", "test") and "value" not in operation:
             raise MalformedPatchError(f"{op} operation: missing 'value'")
-        value = copy.deepcopy(operation.get("value"))
+        literal = operation.get("value")
+        value = _plain(copy.deepcopy(literal))
         if op == "add":
             doc = _add(doc, path, value)
         elif op == "remove":
@@ -171,9 +270,11 @@ def json_patch(document: Any, operations: Any) -> Any:
                 current = _get(doc, path, op="test")
             except PatchError:
                 current = None
-                if value is not None:
-                    raise PatchError(f"testing value {path} failed: test failed") from None
-            if not _json_equal(current, value):
+            # A missing or null stored value passes only against a null value, as in the real library.
+            if current is None or literal is None:
+                if current is not None or literal is not None:
+                    raise PatchError(f"testing value {path} failed: test failed")
+            elif not _test_equal(current, literal):
                 raise PatchError(f"testing value {path} failed: test failed")
         else:
             raise MalformedPatchError(f"Unexpected kind: {op}")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from controller.sandbox.kubeapi.faults import RequestInfo
+from controller.sandbox.kubeapi.patch import JSON_PATCH, parse_json_patch
 from controller.sandbox.kubeapi.resources import Registry, ResourceType
 from controller.sandbox.kubeapi.status import ApiError, bad_request, internal, method_not_allowed, path_not_found
 from controller.sandbox.kubeapi.store import Request, Result
@@ -283,6 +284,7 @@ class KubeApiHandler(BaseHTTPRequestHandler):
                 self._send_json(200, routed.document())
                 return
             assert routed.resource is not None
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             request = Request(
                 verb=routed.info.verb,
                 resource=routed.resource,
@@ -291,8 +293,8 @@ class KubeApiHandler(BaseHTTPRequestHandler):
                 name=routed.info.name,
                 subresource=routed.info.subresource,
                 query=query,
-                body=_parse_json(raw),
-                content_type=(self.headers.get("Content-Type") or "").split(";")[0].strip().lower(),
+                body=_parse_json(raw, keep_number_literals=method == "PATCH" and content_type == JSON_PATCH),
+                content_type=content_type,
                 user_agent=self.headers.get("User-Agent"),
             )
             if request.verb == "WATCH":
@@ -364,11 +366,11 @@ def _warning_value(text: str) -> str:
     return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _parse_json(raw: bytes) -> Any:
+def _parse_json(raw: bytes, *, keep_number_literals: bool = False) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return parse_json_patch(raw) if keep_number_literals else json.loads(raw)
     except ValueError as exc:
         raise bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
 

@@ -62,6 +62,8 @@ class ApiError(Exception):
         details: ``Status.details`` without ``causes``.
         causes: ``Status.details.causes``.
         headers: extra response headers (``Retry-After``).
+        always_details: write ``details`` even when empty (``"details":{}``), as helpers that set a
+            ``StatusDetails`` with empty fields do (``NewGenericServerResponse``, ``NewNotFound``).
     """
 
     code: int
@@ -70,6 +72,7 @@ class ApiError(Exception):
     details: dict[str, Any] = field(default_factory=dict)
     causes: list[Cause] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    always_details: bool = False
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -90,7 +93,7 @@ class ApiError(Exception):
             "message": self.message,
             "reason": self.reason,
         }
-        if details:
+        if details or self.always_details:
             status["details"] = details
         status["code"] = self.code
         return status
@@ -147,13 +150,14 @@ def invalid(group: str, kind: str, name: str, causes: list[Cause]) -> ApiError:
 def invalid_patch(message: str) -> ApiError:
     """What the server answers when a JSON patch cannot be applied (a failed ``test``, a bad path).
 
-    The real server wraps the json-patch library's error with ``NewGenericServerResponse(422, ...)``.
+    The real server wraps the json-patch library's error with ``NewGenericServerResponse(422, ...)``
+    (``handlers/patch.go``, ``jsonPatcher.applyJSPatch``), which adds a cause only for an "unexpected
+    response" and so drops the library's message: the body is the generic one, ``details: {}``, no causes.
+    ``message`` is kept for the emulator's own logs only.
     """
+    del message
     return ApiError(
-        422,
-        "Invalid",
-        "the server rejected our request due to an error in our request",
-        causes=[Cause("UnexpectedServerResponse", message)],
+        422, "Invalid", "the server rejected our request due to an error in our request", always_details=True
     )
 
 
@@ -201,7 +205,7 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
 
 def path_not_found() -> ApiError:
     """A URL that names no API, group, version or resource."""
-    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+    return ApiError(404, "NotFound", "the server could not find the requested resource", always_details=True)
 
 
 def generic(code: int, message: str | None = None, *, reason: str | None = None) -> ApiError:
