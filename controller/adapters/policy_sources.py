@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,13 +55,13 @@ from typing import Any, cast
 from kubernetes import watch
 
 from controller.adapters.kubernetes.api import KubeApi, as_dict
-from controller.adapters.kubernetes.status import GROUP, PLURAL, VERSION
+from controller.adapters.kubernetes.status import GROUP, PLURAL, VERSION, configmap_name
 from controller.adapters.policy_files import YAML_SUFFIXES, check_documents
 from controller.adapters.yaml_documents import Finding, YamlDocument, YamlLimits, read_yaml_file
 from controller.core.policy import DEFAULT_NAMESPACE
 from controller.core.problems import validate_policy
 from controller.errors import ApiError
-from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
+from controller.ports import InvolvedObject, PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,18 @@ def _file_problem(finding: Finding, documents: Sequence[YamlDocument]) -> Source
         namespace=namespace,
         name=name,
     )
+
+
+def file_problem_object(problem: SourceProblem, *, controller_namespace: str) -> InvolvedObject:
+    """Where the Event about a bad policy file goes.
+
+    On the policy's status ConfigMap when the file names the policy (where its other Events go when it is
+    not served), else on the controller's own Pod (its host name, as in a Kubernetes pod).
+    """
+    if problem.namespace and problem.name:
+        ref = PolicyRef(problem.namespace, problem.name, source="file")
+        return InvolvedObject("ConfigMap", "v1", controller_namespace, configmap_name(ref))
+    return InvolvedObject("Pod", "v1", controller_namespace, socket.gethostname())
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@ from controller.adapters.kubernetes.leases import LeaderElector, LeaseLock
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
-from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
+from controller.adapters.policy_sources import (
+    CrdPolicySource,
+    DirectoryPolicySource,
+    file_problem_object,
+    merge_snapshots,
+)
 from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
 from controller.core.admission import TenantRules
 from controller.core.policy import PrometheusSpec
@@ -162,6 +167,13 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
                 event_type="Warning",
             )
             mark_problem(crd_store, problem, now=SystemClock().now())
+        elif problem.source == "file":
+            events.record(
+                involved=file_problem_object(problem, controller_namespace=settings.namespace),
+                reason=problem.reason,
+                message=f"{problem.location}: {problem.message}",
+                event_type="Warning",
+            )
 
     rules = tenant_rules(settings)
 

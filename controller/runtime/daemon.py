@@ -98,6 +98,9 @@ class Controller:
             log.info("waiting for every policy source to sync before the first pass")
             return
         snapshot = self.merge(*(source.snapshot() for source in self.sources))
+        if self.metrics is not None:
+            for kind in ("file", "crd"):
+                self.metrics.policy_errors.labels(kind).set(sum(p.source == kind for p in snapshot.problems))
         for problem in snapshot.problems:
             if problem not in self._reported:
                 self._reported.add(problem)

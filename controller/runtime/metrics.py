@@ -53,6 +53,12 @@ class ControllerMetrics:
             registry=self.registry,
         )
         self.leader = Gauge("canary_leader", "1 when this replica is the leader.", registry=self.registry)
+        self.policy_errors = Gauge(
+            "canary_policy_errors",
+            "Problems with policies that keep them from running (a bad file or resource, a name clash), by source.",
+            ["source"],
+            registry=self.registry,
+        )
         self.conflicting_writers = Gauge(
             "canary_conflicting_writers",
             "Other controllers seen writing this policy's status within the last minute (0: none).",
