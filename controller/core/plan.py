@@ -7,17 +7,24 @@ schedule, plus the rollback object (the original, unchanged).
 
 from __future__ import annotations
 
+import base64
 import copy
+import datetime
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.core.policy import CanaryPolicy
+from controller.core.display import plain
+from controller.core.policy import CanaryPolicy, Target
 from controller.core.routes import (
     KIND_GROUPS,
+    MAX_LISTED_ROUTES,
     Kind,
     ResolvedRoute,
     resolve_route,
+    route_list_path,
+    weight_problems,
     with_canary_weight,
 )
 from controller.errors import RouteResolutionError, TargetError, TargetNotFoundError
@@ -51,13 +58,47 @@ class Plan:
     rollback: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        """The documented ``canaryctl plan -o json`` shape."""
+        """The documented ``canaryctl plan -o json`` shape, as JSON-ready data (see :func:`json_ready`)."""
         return {
             "target": {"kind": self.kind, "name": self.name, "namespace": self.namespace},
             "route": {"protocol": self.resolved.ref.protocol, "index": self.resolved.ref.index},
-            "steps": [{"weight": step.weight, "object": step.object} for step in self.steps],
-            "rollback": {"object": self.rollback},
+            "steps": [{"weight": step.weight, "object": json_ready(step.object)} for step in self.steps],
+            "rollback": {"object": json_ready(self.rollback)},
         }
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every YAML-only type turned into what Kubernetes would store in JSON.
+
+    A YAML target may hold values JSON has no type for: dates and timestamps (``2024-05-01``) become
+    their ISO 8601 text, ``!!binary`` becomes base64 text (Kubernetes' encoding of bytes), a ``!!set``
+    a sorted list, non-string keys their text, and NaN or infinite floats (``.nan``, ``.inf``) their YAML
+    text, since strict JSON has no spelling for them.
+    """
+    if isinstance(value, Mapping):
+        return {_json_key(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted((json_ready(item) for item in value), key=str)
+    if isinstance(value, datetime.date | datetime.time):  # datetime.datetime is a date
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    return value
+
+
+def _json_key(key: Any) -> str:
+    ready = json_ready(key)
+    if isinstance(ready, str):
+        return ready
+    if isinstance(ready, bool):
+        return "true" if ready else "false"
+    if ready is None:
+        return "null"
+    return str(ready)
 
 
 def _group(api_version: Any) -> str | None:
@@ -69,6 +110,11 @@ def _group(api_version: Any) -> str | None:
 def _metadata(data: Any) -> Mapping[str, Any]:
     meta = data.get("metadata") if isinstance(data, Mapping) else None
     return meta if isinstance(meta, Mapping) else {}
+
+
+def _label(value: Any) -> str:
+    """A kind, name or namespace read from the target file, printable on one line."""
+    return plain(value) if isinstance(value, str) else str(value)
 
 
 def select_target(policy: CanaryPolicy, documents: Sequence[SourceDocument]) -> tuple[SourceDocument, str]:
@@ -106,7 +152,7 @@ def select_target(policy: CanaryPolicy, documents: Sequence[SourceDocument]) -> 
                 f"({', '.join(doc.where for doc in found)}); keep one or give namespaces"
             ]
         )
-    elsewhere = [f"{_metadata(doc.data).get('namespace')} ({doc.where})" for doc in same]
+    elsewhere = [f"{_label(_metadata(doc.data).get('namespace'))} ({doc.where})" for doc in same]
     hint = ""
     if elsewhere:
         field = "tcpRoute" if kind == "TCPRoute" else "virtualService"
@@ -115,12 +161,15 @@ def select_target(policy: CanaryPolicy, documents: Sequence[SourceDocument]) -> 
         )
     kinds = sorted(
         {
-            f"{doc.data.get('kind')} {_metadata(doc.data).get('name')}"
+            f"{_label(doc.data.get('kind'))} {_label(_metadata(doc.data).get('name'))}"
             for doc in documents
             if isinstance(doc.data, Mapping)
         }
     )
-    seen = f" (seen: {', '.join(kinds)})" if kinds and not elsewhere else ""
+    listed = ", ".join(kinds[:MAX_LISTED_ROUTES]) + (
+        f", and {len(kinds) - MAX_LISTED_ROUTES:,} more" if len(kinds) > MAX_LISTED_ROUTES else ""
+    )
+    seen = f" (seen: {listed})" if kinds and not elsewhere else ""
     raise TargetNotFoundError([f"{kind} {namespace}/{name}: not found{hint}{seen}"])
 
 
@@ -137,21 +186,35 @@ def plan_rollout(policy: CanaryPolicy, documents: Sequence[SourceDocument]) -> P
     name = target.ref.name
     where = f"{document.where}: {kind} {namespace}/{name}"
     original = document.data
+    refused = weight_problems(original, kind)
+    if refused:
+        api = "Istio" if kind == "VirtualService" else "the Gateway API"
+        raise RouteResolutionError([f"{where}: {problem} ({api} refuses it)" for problem in refused])
     resolved = resolve_route(original, kind=kind, namespace=namespace, target=target, where=where)
+    rollback = copy.deepcopy(dict(original))
     steps: list[PlannedStep] = []
     problems: list[str] = []
     for weight in policy.spec.schedule.steps:
         try:
-            steps.append(PlannedStep(weight, with_canary_weight(original, resolved, target, weight, where=where)))
+            steps.append(PlannedStep(weight, _step_object(rollback, resolved, target, weight, where=where)))
         except RouteResolutionError as exc:
             problems.extend(exc.problems)
     if problems:
         raise RouteResolutionError(problems)
-    return Plan(
-        kind=kind,
-        name=name,
-        namespace=namespace,
-        resolved=resolved,
-        steps=tuple(steps),
-        rollback=copy.deepcopy(dict(original)),
-    )
+    return Plan(kind=kind, name=name, namespace=namespace, resolved=resolved, steps=tuple(steps), rollback=rollback)
+
+
+def _step_object(
+    original: dict[str, Any], resolved: ResolvedRoute, target: Target, weight: int, *, where: str
+) -> dict[str, Any]:
+    """The object at one step: ``original`` with the selected route's weights moved.
+
+    The weight math runs on a copy of the selected route alone, and the result shares every other route
+    with ``original`` (a 10,000-route object is not copied whole at every step). Plans are read-only.
+    """
+    _, key = route_list_path(resolved.kind, resolved.ref.protocol)
+    routes: list[Any] = original["spec"][key]
+    index = resolved.ref.index
+    alone = {"spec": {key: [*([None] * index), routes[index]]}}
+    moved = with_canary_weight(alone, resolved, target, weight, where=where)["spec"][key][index]
+    return {**original, "spec": {**original["spec"], key: [*routes[:index], moved, *routes[index + 1 :]]}}

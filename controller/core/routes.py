@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller.core.display import plain, shown
 from controller.core.policy import Destination, RouteSelector, Target
 from controller.errors import RouteResolutionError
 
@@ -65,6 +66,21 @@ class DestinationWeight:
     description: str
     weight: int
     role: Literal["stable", "canary", "other"]
+
+
+# What the API servers accept as a weight (checked by ``weight_problems``):
+# * Istio VirtualService: ``weight`` is ``type: integer, format: int32`` in the CRD (istio/api
+#   kubernetes/customresourcedefinitions.gen.yaml), and istiod's validation webhook refuses a negative one
+#   (istio/istio pkg/config/validation, ``validateWeight``: "weight %d < 0").
+# * Gateway API TCPRoute: backendRef ``weight`` is ``type: integer, format: int32, minimum: 0,
+#   maximum: 1000000`` (gateway.networking.k8s.io_tcproutes.yaml).
+# Both CRDs declare every destination entry ``type: object``.
+WEIGHT_RANGES: dict[str, tuple[int, int]] = {
+    "VirtualService": (0, 2**31 - 1),
+    "TCPRoute": (0, 1_000_000),
+}
+# How many routes an error message lists before it only counts the rest.
+MAX_LISTED_ROUTES = 10
 
 
 def canonical_host(host: str, namespace: str, domain: str = CLUSTER_DOMAIN) -> str:
@@ -135,15 +151,30 @@ def _dest_fields(entry: Any, kind: Kind) -> tuple[str | None, str | None, int | 
 
 def _describe_entry(entry: Any, kind: Kind) -> str:
     host, subset, port, ns = _dest_fields(entry, kind)
-    text = host or "<no host>"
+    text = plain(host) if host else "<no host>"
     if ns:
-        text = f"{ns}/{text}"
+        text = f"{plain(ns)}/{text}"
     if port is not None:
         text += f":{port}"
     if subset is not None:
-        text += f"/{subset}"
+        text += f"/{plain(subset)}"
     weight = entry.get("weight") if isinstance(entry, Mapping) else None
-    return f"{text} weight {weight if weight is not None else '-'}"
+    return f"{text} weight {_show_value(weight) if weight is not None else '-'}"
+
+
+def _show_value(value: Any) -> str:
+    """A value from the target object, printable on one line."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _matches(entry: Any, kind: Kind, want: Destination, namespace: str) -> bool:
@@ -171,7 +202,8 @@ def _route_summary(route: Any, index: int, kind: Kind, protocol: str) -> str:
     parts = [f"{protocol}[{index}]"]
     if kind == "VirtualService":
         if protocol == "http" and isinstance(route, Mapping) and route.get("name"):
-            parts.append(f"name={route['name']}")
+            name = route["name"]
+            parts.append(f"name={plain(name) if isinstance(name, str) else _show_value(name)}")
         ports = _match_ports(route)
         parts.append(f"ports={ports}" if ports else "ports=any")
     destinations = ", ".join(_describe_entry(e, kind) for e in _destinations(route, kind))
@@ -252,7 +284,10 @@ def resolve_route(obj: Mapping[str, Any], *, kind: Kind, namespace: str, target:
         else f"containing the stable destination {target.stable.describe()}"
     )
     if len(candidates) != 1:
-        seen = "; ".join(_route_summary(r, i, kind, protocol) for i, r in enumerate(routes)) or "none"
+        seen = "; ".join(_route_summary(r, i, kind, protocol) for i, r in enumerate(routes[:MAX_LISTED_ROUTES]))
+        if len(routes) > MAX_LISTED_ROUTES:
+            seen += f"; and {len(routes) - MAX_LISTED_ROUTES:,} more"
+        seen = seen or "none"
         count = "no" if not candidates else str(len(candidates))
         raise RouteResolutionError([f"{where}: {count} {label}s match ({criteria}); exactly one must (seen: {seen})"])
     index = candidates[0]
@@ -292,6 +327,49 @@ def with_destinations(obj: Mapping[str, Any], resolved: ResolvedRoute, destinati
     routes = _routes(result, resolved.kind, resolved.ref.protocol, "object")
     routes[resolved.ref.index]["backendRefs" if resolved.kind == "TCPRoute" else "route"] = copy.deepcopy(destinations)
     return result
+
+
+def weight_problems(obj: Mapping[str, Any], kind: Kind) -> list[str]:
+    """Destinations and weights anywhere in ``obj`` that its API server would refuse, one message each.
+
+    Every route list is checked (a VirtualService's http, tls and tcp; a TCPRoute's rules), since a write
+    of the object is refused as a whole. Each message names the field (``spec.tcp[0].route[1].weight``).
+    """
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    low, high = WEIGHT_RANGES[kind]
+    lists = ("rules",) if kind == "TCPRoute" else ("http", "tls", "tcp")
+    entries_key = "backendRefs" if kind == "TCPRoute" else "route"
+    problems: list[str] = []
+    for key in lists:
+        routes = spec.get(key)
+        if not isinstance(routes, list):
+            continue
+        for index, route in enumerate(routes):
+            at = f"spec.{key}[{index}]"
+            if not isinstance(route, Mapping):
+                problems.append(f"{at}: must be a mapping (got {_show_value(route)})")
+                continue
+            entries = route.get(entries_key)
+            if entries is None:
+                continue
+            if not isinstance(entries, list):
+                problems.append(f"{at}.{entries_key}: must be a list (got {_show_value(entries)})")
+                continue
+            for number, entry in enumerate(entries):
+                where = f"{at}.{entries_key}[{number}]"
+                if not isinstance(entry, Mapping):
+                    problems.append(f"{where}: must be a mapping (got {_show_value(entry)})")
+                    continue
+                if "weight" not in entry:
+                    continue
+                weight = entry["weight"]
+                if not isinstance(weight, int) or isinstance(weight, bool):
+                    problems.append(f"{where}.weight: must be an integer (got {_show_value(weight)})")
+                elif not low <= weight <= high:
+                    problems.append(f"{where}.weight: must be between {low} and {high:,} for a {kind} (got {weight})")
+    return problems
 
 
 def _effective_weight(entry: Any, kind: Kind, count: int) -> int:
