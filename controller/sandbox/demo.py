@@ -664,9 +664,10 @@ class LineReporter:
         """Print a line when the phase or the step changed since the last update, or the fault started."""
         last = self._last
         self._last = copy.copy(state)
-        if last is not None and last.note != state.note and state.note:
-            self._say(f"[{state.elapsed:6.1f} s] fault: {state.note}")
+        fault = state.note and (last is None or last.note != state.note)
         if last is not None and (last.phase, last.step) == (state.phase, state.step):
+            if fault:
+                self._say(f"[{state.elapsed:6.1f} s] fault: {state.note}")
             return
         line = f"[{state.elapsed:6.1f} s] {state.phase}"
         if state.step:
@@ -678,6 +679,8 @@ class LineReporter:
         if state.phase in TERMINAL_ALL and state.verdict:
             line += f"  last verdict: {state.verdict}"
         self._say(line)
+        if fault:
+            self._say(f"[{state.elapsed:6.1f} s] fault: {state.note}")
 
 
 TERMINAL_ALL = TERMINAL | {"Aborted"}

@@ -119,7 +119,8 @@ def test_a_healthy_canary_is_promoted_with_the_planned_traffic_split(
 def test_a_run_in_a_log_says_each_phase_change_and_step_once(
     runs: dict[tuple[str, int | None], tuple[int, dict[str, Any], str]], fault_at: int | None
 ) -> None:
-    _, result, stderr = runs[("istio", fault_at)]
+    code, result, stderr = runs[("istio", fault_at)]
+    assert code == 0, stderr[-3000:]
     progress = [line.split("] ", 1)[1] for line in stderr.splitlines() if line.startswith("[")]
     moments = [tuple(line.split("  ")[:2]) for line in progress if not line.startswith("fault:")]
     assert len(moments) == len(set(moments)), progress  # no repeats: a line says a change
