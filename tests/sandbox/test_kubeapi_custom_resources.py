@@ -175,17 +175,17 @@ def test_a_virtual_service_with_a_string_weight_is_invalid_naming_the_field(cust
     )
 
 
-def test_a_weight_beyond_int32_is_invalid(custom: Any, namespace: str) -> None:
+def test_a_weight_beyond_int32_is_accepted_as_formats_apply_to_strings_only(custom: Any, namespace: str) -> None:
+    # kube-openapi validate/formats.go, formatValidator.Applies: only string values are format-checked, so a
+    # real server stores 2**31 in a `format: int32` integer (Istio's validating webhook, absent here, may not).
     create_vs(custom, namespace, tcp_echo(namespace))
     operations = [{"op": "replace", "path": "/spec/tcp/0/route/0/weight", "value": 2**31}]
 
-    with pytest.raises(ApiException) as caught:
-        custom.patch_namespaced_custom_object(
-            *ISTIO, namespace, "virtualservices", "tcp-echo", operations, _content_type=JSON_PATCH
-        )
+    patched = custom.patch_namespaced_custom_object(
+        *ISTIO, namespace, "virtualservices", "tcp-echo", operations, _content_type=JSON_PATCH
+    )
 
-    assert caught.value.status == 422
-    assert status_of(caught.value)["details"]["causes"][0]["field"] == "spec.tcp[0].route[0].weight"
+    assert patched["spec"]["tcp"][0]["route"][0]["weight"] == 2**31
 
 
 def tcproute(namespace: str, version: str = "v1alpha2") -> dict[str, Any]:

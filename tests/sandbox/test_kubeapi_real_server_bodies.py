@@ -8,11 +8,14 @@ the server compares (a JSON patch's number literals) are exactly the ones sent.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from controller.adapters.kubernetes.api import KubeApi
+from controller.adapters.kubernetes.leases import LeaseLock, LeaseRecord
 from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import document
 
@@ -133,3 +136,64 @@ def test_an_unknown_path_gets_the_real_404_body_with_empty_details(http: httpx.C
         "details": {},
         "code": 404,
     }
+
+
+def _lease(namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "canary-leader", "namespace": namespace},
+        "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15, **spec},
+    }
+
+
+def _post_lease(http: httpx.Client, namespace: str, **spec: Any) -> httpx.Response:
+    return http.post(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", json=_lease(namespace, **spec))
+
+
+def test_a_lease_renew_time_without_microseconds_is_a_bad_request(http: httpx.Client, namespace: str) -> None:
+    # apimachinery meta/v1/micro_time.go, MicroTime.UnmarshalJSON: time.Parse(RFC3339Micro, str), which
+    # needs six fractional digits; the decoding error is a 400 (handlers/rest.go, transformDecodeError).
+    answer = _post_lease(http, namespace, renewTime="2026-12-03T18:59:26+00:00")
+
+    assert answer.status_code == 400
+    assert answer.json()["reason"] == "BadRequest"
+    assert answer.json()["message"].startswith(
+        'Lease in version "v1" cannot be handled as a Lease: parsing time "2026-12-03T18:59:26+00:00"'
+    )
+
+
+def test_a_lease_with_microsecond_times_is_created(http: httpx.Client, namespace: str) -> None:
+    answer = _post_lease(
+        http, namespace, renewTime="2026-12-03T18:59:26.000000Z", acquireTime="2026-12-03T18:59:26.123456+00:00"
+    )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["spec"]["renewTime"] == "2026-12-03T18:59:26.000000Z"
+
+
+def test_a_lease_duration_that_is_not_an_int32_is_a_bad_request(http: httpx.Client, namespace: str) -> None:
+    answer = _post_lease(http, namespace, leaseDurationSeconds="fifteen")
+
+    assert answer.status_code == 400
+    assert answer.json()["message"] == (
+        'Lease in version "v1" cannot be handled as a Lease: json: cannot unmarshal string into Go struct field '
+        "LeaseSpec.spec.leaseDurationSeconds of type int32"
+    )
+
+
+def test_the_leader_election_lock_writes_microseconds_even_on_a_whole_second(
+    emulator: KubeApiEmulator, api_client: Any, namespace: str
+) -> None:
+    whole_second = datetime(2026, 12, 3, 18, 59, 26, tzinfo=UTC)
+    lock = LeaseLock(KubeApi(api_client, timeout_seconds=5.0), namespace=namespace, name="canary-leader")
+
+    lock.create(LeaseRecord("pod-a", 15, whole_second, whole_second, 0))
+
+    stored = emulator.get("leases", "canary-leader", namespace=namespace)
+    assert stored is not None
+    assert stored["spec"]["renewTime"] == "2026-12-03T18:59:26.000000Z"
+    assert stored["spec"]["acquireTime"] == "2026-12-03T18:59:26.000000Z"
+    record, _ = lock.get() or (None, "")
+    assert record is not None
+    assert record.renew_time == whole_second

@@ -121,10 +121,32 @@ class LeaseLock:
         return k8s.V1LeaseSpec(
             holder_identity=record.holder or None,
             lease_duration_seconds=record.lease_duration_seconds,
-            acquire_time=record.acquire_time,
-            renew_time=record.renew_time,
+            acquire_time=micro_time(record.acquire_time),
+            renew_time=micro_time(record.renew_time),
             lease_transitions=record.transitions,
         )
+
+
+class MicroTime(datetime):
+    """A ``datetime`` the client writes as ``metav1.MicroTime``: RFC 3339 in UTC with six fractional digits.
+
+    The server parses MicroTime with Go's ``RFC3339Micro`` layout (apimachinery ``micro_time.go``,
+    ``UnmarshalJSON``) and answers 400 to anything else; the client writes datetimes with ``isoformat()``,
+    which has no fraction on a whole second. A subclass (not a string) because the client's models turn
+    strings back into datetimes.
+    """
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        """The MicroTime wire form (``sep`` and ``timespec`` are ignored)."""
+        return self.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def micro_time(moment: datetime | None) -> MicroTime | None:
+    """``moment`` (naive means UTC) as a :class:`MicroTime`, or None."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return MicroTime.fromtimestamp(aware.timestamp(), UTC).replace(microsecond=aware.microsecond)
 
 
 class LeaderElector:

@@ -9,7 +9,9 @@ Emulates what kube-apiserver's ``apiextensions-apiserver`` does with a CRD versi
 3. defaulting: ``default`` values are filled in for missing properties, at every depth;
 4. validation with JSON Schema (draft 4, which is what the Kubernetes dialect is built on), after
    translating the dialect: ``nullable`` admits ``null``, ``x-kubernetes-int-or-string`` admits an integer or
-   a string, ``format: int32`` / ``int64`` bound integers, ``date-time`` and ``byte`` are checked, and
+   a string, ``date-time``, ``date`` and ``byte`` are checked on strings only (kube-openapi
+   ``validate/formats.go``, ``formatValidator.Applies``: a format applies only when the value is a string,
+   so ``format: int32`` never bounds an integer; ``int32`` is not a registered string format either), and
    ``x-kubernetes-list-type: set`` / ``map`` reject duplicates. Violations come back as ``Status`` causes
    naming the field path the way the server does (``spec.tcp[0].route[0].weight``).
 
@@ -21,7 +23,8 @@ Deliberately not emulated:
   checked by the emulator's own ObjectMeta rules, not by the schema.
 * Validation ratcheting (1.30+: unchanged invalid fields pass on update) is not done: every write is
   validated in full.
-* String formats other than ``int32``, ``int64``, ``date-time``, ``date`` and ``byte`` are not checked.
+* String formats other than ``date-time``, ``date`` and ``byte`` are not checked (apiextensions also knows
+  ``uuid``, ``hostname``, ``ipv4``, ``cidr``, ``duration`` and more).
 """
 
 from __future__ import annotations
@@ -51,20 +54,6 @@ _DOCUMENTATION_KEYS = frozenset({"description", "example", "externalDocs", "titl
 FORMAT_CHECKER = FormatChecker(formats=())
 
 
-def _in_range(value: object, bounds: tuple[int, int]) -> bool:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return True
-    return bounds[0] <= value <= bounds[1]
-
-
-def _is_int32(value: object) -> bool:
-    return _in_range(value, INT32_RANGE)
-
-
-def _is_int64(value: object) -> bool:
-    return _in_range(value, INT64_RANGE)
-
-
 def _is_date_time(value: object) -> bool:
     return not isinstance(value, str) or bool(_DATE_TIME.match(value))
 
@@ -84,8 +73,6 @@ def _is_base64(value: object) -> bool:
 
 
 for _format, _check in (
-    ("int32", _is_int32),
-    ("int64", _is_int64),
     ("date-time", _is_date_time),
     ("date", _is_date),
     ("byte", _is_base64),

@@ -37,6 +37,7 @@ import binascii
 import collections
 import copy
 import json
+import re
 import threading
 import time
 import uuid
@@ -85,6 +86,7 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 FIRST_RESOURCE_VERSION = 1000
 DEFAULT_WATCH_HISTORY = 1000
 DEFAULT_RECORD_LIMIT = 100_000
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -887,6 +889,8 @@ class ObjectStore:
             return self._prepare_service(obj, spec, old)
         elif rtype.key == ("apps", "deployments"):
             return _prepare_deployment(spec, old)
+        elif rtype.key == ("coordination.k8s.io", "leases"):
+            _decode_lease_spec(spec)
         elif rtype.key == (CRD_GROUP, "customresourcedefinitions"):
             obj["status"] = _crd_status(obj, old)
         return []
@@ -968,6 +972,49 @@ def _crd_status(crd: Obj, old: Obj | None) -> Obj:
         "acceptedNames": (crd.get("spec") or {}).get("names") or {},
         "storedVersions": stored,
     }
+
+
+# Go's time.RFC3339Micro layout "2006-01-02T15:04:05.000000Z07:00": exactly six fractional digits.
+_RFC3339_MICRO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
+_LEASE_INT32_FIELDS = (
+    ("leaseDurationSeconds", "LeaseSpec.spec.leaseDurationSeconds"),
+    ("leaseTransitions", "LeaseSpec.spec.leaseTransitions"),
+)
+
+
+def _decode_lease_spec(spec: Obj | None) -> None:
+    """Fail as the JSON decoding of a ``coordination.k8s.io/v1`` Lease fails: 400 before any validation.
+
+    ``acquireTime`` and ``renewTime`` are ``metav1.MicroTime``, parsed with ``time.RFC3339Micro``
+    (apimachinery ``micro_time.go``, ``UnmarshalJSON``); the counters are ``int32``. The handler turns a
+    decoding error into ``NewBadRequest("Lease in version \"v1\" cannot be handled as a Lease: ...")``
+    (apiserver ``handlers/rest.go``, ``transformDecodeError``).
+    """
+    if not spec:
+        return
+    prefix = 'Lease in version "v1" cannot be handled as a Lease: '
+    for field_name in ("acquireTime", "renewTime"):
+        value = spec.get(field_name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not _RFC3339_MICRO.match(value):
+            raise bad_request(
+                f'{prefix}parsing time "{value}" as "2006-01-02T15:04:05.000000Z07:00": '
+                f"cannot parse {json.dumps(value)} as RFC3339Micro"
+            )
+    for field_name, go_field in _LEASE_INT32_FIELDS:
+        value = spec.get(field_name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            type_name = "string" if isinstance(value, str) else "number" if isinstance(value, float) else "value"
+            raise bad_request(
+                f"{prefix}json: cannot unmarshal {type_name} into Go struct field {go_field} of type int32"
+            )
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise bad_request(
+                f"{prefix}json: cannot unmarshal number {value} into Go struct field {go_field} of type int32"
+            )
 
 
 def _prepare_deployment(spec: Obj | None, old: Obj | None) -> list[Cause]:
