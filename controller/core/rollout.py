@@ -37,6 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from controller.core.dataplane import DataPlane, data_plane_report
 from controller.core.durations import parse_go_duration
 from controller.core.policy import CanaryPolicy
 from controller.core.routes import (
@@ -264,6 +265,10 @@ class RolloutStatus(_Data):
     rollback_ends_in: Phase | None = None
     original: RouteSnapshot | None = None
     write_pending: bool = False
+    data_plane: str | None = Field(
+        None, description="What the route's status says of the last write reaching the data plane, in words."
+    )
+    data_plane_since: datetime | None = Field(None, description="When the last write began to wait for it.")
     expected_weights: list[int] | None = None
     previous_weights: list[int] | None = None
     counters: Counters = Field(default_factory=Counters)
@@ -931,6 +936,8 @@ def _write_settled(work: _Pass) -> bool:
     live = work.live_weights
     if status.write_pending:
         if live == status.expected_weights:
+            if not _reached_the_data_plane(work):
+                return False
             status.write_pending = False
             if status.step_started_at is None:
                 status.step_started_at = work.now
@@ -960,6 +967,41 @@ def _write_settled(work: _Pass) -> bool:
         warning=True,
     )
     return False
+
+
+def _reached_the_data_plane(work: _Pass) -> bool:
+    """The written weight is in the API; True once the platform says it reached the data plane too (or cannot
+    say). Until then the step's clock does not start, so no analysis counts traffic of the old route."""
+    status = work.status
+    assert work.obs.target is not None
+    report = data_plane_report(work.obs.target, kind=work.policy.spec.target.kind)
+    if report.state == DataPlane.PENDING:
+        if status.data_plane_since is None:
+            status.data_plane_since = work.now
+        waited = (work.now - status.data_plane_since).total_seconds()
+        deadline = work.policy.spec.workload.progress_deadline_seconds
+        if waited > deadline:
+            status.write_pending = False
+            work.start_rollback(
+                "DataPlaneNotConfirmed",
+                f"canary weight {status.weight} not confirmed in the data plane after {int(waited)}s "
+                f"(progressDeadline {work.policy.spec.workload.progress_deadline}): {report.detail}",
+            )
+            return False
+        status.data_plane = f"pending: {report.detail}"
+        status.message = f"canary weight {status.weight} written; waiting for the data plane: {report.detail}"
+        return False
+    status.data_plane_since = None
+    if report.state == DataPlane.UNAVAILABLE:
+        said = f"data-plane confirmation unavailable: {report.detail}"
+        if status.data_plane != said:
+            # Once per run (and again only if the reason changes): the rollout goes on without it.
+            work.note("DataPlaneUnconfirmed", said)
+            work.event("DataPlaneUnconfirmed", said)
+        status.data_plane = said
+        return True
+    status.data_plane = report.detail
+    return True
 
 
 def _progressing(work: _Pass) -> None:
