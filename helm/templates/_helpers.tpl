@@ -140,14 +140,19 @@ does not call.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-{{- if .Values.rbac.readSecrets }}
+{{- if and .Values.rbac.readSecrets (not .Values.rbac.secretNamespaces) }}
+{{- include "canary-controller.secretRule" . }}
+{{- end }}
+{{- end }}
+
+{{/* get on Secrets, for SecretReader (off unless rbac.readSecrets; see docs/security.md). */}}
+{{- define "canary-controller.secretRule" }}
 # SecretReader: {secretKeyRef} credentials of spec.analysis.prometheus and spec.alerts.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
 {{- with .Values.rbac.secretNames }}
   resourceNames: {{ toJson . }}
-{{- end }}
 {{- end }}
 {{- end }}
 

@@ -110,7 +110,8 @@ CASES: dict[str, Case] = {
                 "secretEnv": [{"name": "SLACK_URL", "secretName": "canary-alerts", "key": "slack-url"}],
             },
             "extraEnv": [{"name": "CANARY_API_TIMEOUT_SECONDS", "value": "20"}],
-            "rbac": {"secretNames": ["prometheus-token", "canary-alerts"]},
+            "rbac": {"readSecrets": True, "secretNames": ["prometheus-token", "canary-alerts"]},
+            "policyLimits": {"prometheusUrls": ["http://prometheus.{namespace}:9090"], "envAllowed": ["TEAM_TOKEN"]},
             "policySelector": "shard=a",
             "watchNamespaces": ["shop"],
             "tickSeconds": 2.5,
@@ -120,7 +121,18 @@ CASES: dict[str, Case] = {
         namespace="canary-creds",
         extra_namespaces=("shop",),
     ),
-    "env-only-secrets": Case({"rbac": {"readSecrets": False}}, namespace="canary-nosecrets"),
+    "secrets-by-namespace": Case(
+        {
+            "rbac": {"readSecrets": True, "secretNamespaces": ["shop"]},
+            "networkPolicy": {
+                "enabled": True,
+                "ingressNamespaces": ["monitoring"],
+                "ingressFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+            },
+        },
+        namespace="canary-secrets",
+        extra_namespaces=("shop",),
+    ),
     "wrong-type": Case({"replicaCount": "two"}, namespace="canary-wrong"),
 }
 
@@ -159,6 +171,7 @@ EXTRA_KINDS = (
     resource_type("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
     resource_type("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     resource_type("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
+    resource_type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 )
 DEPLOYMENTS = resource_type("apps", "v1", "deployments", "Deployment")
 

@@ -43,7 +43,7 @@ ROUTE_RULES = {
 }
 WORKLOAD_AND_EVENT_RULES = {rule("apps", "deployments", "get"), rule("", "events", "create")}
 SECRET_RULE = rule("", "secrets", "get")
-POLICY_RULES = CRD_RULES | ROUTE_RULES | WORKLOAD_AND_EVENT_RULES | {SECRET_RULE}
+POLICY_RULES = CRD_RULES | ROUTE_RULES | WORKLOAD_AND_EVENT_RULES
 CONFIGMAP_RULE = rule("", "configmaps", "get create update")
 
 
@@ -186,6 +186,9 @@ def test_schema_accepts_every_supported_combination_and_rejects_unknown_or_misty
     assert errors({"watchNamespaces": ["Not_A_Namespace"]})[0].startswith("watchNamespaces/0:")
     assert errors({"secretEnv": [{"name": "X", "secretName": "s"}]})[0].startswith("secretEnv/0:")
     assert errors({"securityContext": {"runAsUser": 0}})[0].startswith("securityContext/runAsUser:")
+    assert errors({"policyLimits": {"prometheusUrls": ["http://u:p@prom:9090"]}})[0].startswith("policyLimits/")
+    assert errors({"policyLimits": {"envAllowed": ["NOT-A-NAME"]}})[0].startswith("policyLimits/envAllowed/0:")
+    assert errors({"rbac": {"secretNamespaces": ["Not_A_Namespace"]}})[0].startswith("rbac/secretNamespaces/0:")
 
 
 def test_chart_metadata() -> None:
@@ -463,13 +466,51 @@ def test_a_separate_mesh_api_server_takes_the_route_rules_off_the_main_cluster(
     assert rules_of(role(outcome, "ClusterRole", fullname(outcome))) == POLICY_RULES - ROUTE_RULES
 
 
-def test_secret_access_can_be_limited_by_name_or_turned_off(helm_results: dict[str, Outcome]) -> None:
+def test_secrets_are_not_readable_unless_turned_on(helm_results: dict[str, Outcome]) -> None:
+    """A policy author could have the controller read any Secret it may read (issue 13): off by default."""
+    for case in ("default", "namespaced", "files", "mesh"):
+        outcome = installed(helm_results, case)
+        for kind in ("Role", "ClusterRole"):
+            for obj in objects(outcome, kind):
+                assert all(resources != ("secrets",) for _, resources, _, _ in rules_of(obj)), (case, kind)
+
+
+def test_secret_access_can_be_limited_by_name(helm_results: dict[str, Outcome]) -> None:
     limited = installed(helm_results, "credentials")
     rules = rules_of(role(limited, "Role", fullname(limited), "shop"))
-    assert rule("", "secrets", "get", ("prometheus-token", "canary-alerts")) in rules
-    assert SECRET_RULE not in rules
-    off = installed(helm_results, "env-only-secrets")
-    assert rules_of(role(off, "ClusterRole", fullname(off))) == POLICY_RULES - {SECRET_RULE}
+    assert rules == POLICY_RULES | {rule("", "secrets", "get", ("prometheus-token", "canary-alerts"))}
+
+
+def test_secret_access_can_be_limited_to_chosen_namespaces(helm_results: dict[str, Outcome]) -> None:
+    outcome = installed(helm_results, "secrets-by-namespace")
+    name = fullname(outcome)
+    assert rules_of(role(outcome, "ClusterRole", name)) == POLICY_RULES, "no Secret access cluster-wide"
+    assert rules_of(role(outcome, "Role", f"{name}-secrets", "shop")) == {SECRET_RULE}
+    assert_bound(outcome, "RoleBinding", "Role", f"{name}-secrets", "shop")
+    secret_roles = [o for o in objects(outcome, "Role") if any(r == ("secrets",) for _, r, _, _ in rules_of(o))]
+    assert [o["metadata"]["namespace"] for o in secret_roles] == ["shop"]
+
+
+def test_network_policy_admits_only_the_http_port_from_the_chosen_namespaces(helm_results: dict[str, Outcome]) -> None:
+    outcome = installed(helm_results, "secrets-by-namespace")
+    policy = only(outcome, "NetworkPolicy")
+    selector = only(outcome, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"] == {"matchLabels": selector}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (ingress,) = policy["spec"]["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert ingress["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "canary-secrets"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"ipBlock": {"cidr": "10.0.0.0/8"}},
+    ]
+
+
+def test_policy_limits_become_the_controllers_settings(helm_results: dict[str, Outcome]) -> None:
+    values = env_values(installed(helm_results, "credentials"))
+    assert values["CANARY_POLICY_PROMETHEUS_URLS"] == "http://prometheus.{namespace}:9090"
+    assert values["CANARY_POLICY_ENV_ALLOWED"] == "TEAM_TOKEN"
+    assert "CANARY_POLICY_PROMETHEUS_URLS" not in env_values(installed(helm_results, "default"))
 
 
 def test_rbac_matches_the_crd_group_and_plural(helm_results: dict[str, Outcome]) -> None:
@@ -551,6 +592,7 @@ def test_optional_objects_are_off_by_default(helm_results: dict[str, Outcome]) -
     assert objects(outcome, "ServiceMonitor") == []
     assert objects(outcome, "PodDisruptionBudget") == []
     assert objects(outcome, "ConfigMap") == []
+    assert objects(outcome, "NetworkPolicy") == []
     pod = pod_spec(outcome)
     assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName", "imagePullSecrets"} & set(pod)
 
