@@ -61,8 +61,8 @@ class KubeApiEmulator:
         crds: CRD manifests to register before serving: YAML file paths or dicts.
         objects: objects to load before serving: YAML file paths or dicts.
         namespace: namespace for loaded namespaced objects that name none.
-        watch_history: how many events the watch history keeps; a watch from an older
-            ``resourceVersion`` gets ``410 Expired``.
+        watch_history: how many events the watch history of each resource type keeps; a watch from
+            an older ``resourceVersion`` gets ``410 Expired``.
         record_limit: how many write records :meth:`history` keeps.
     """
 

@@ -12,9 +12,12 @@ Emulates, for every resource type in the registry:
   only ``.status``; ``generation`` moves only when something outside ``metadata`` (and ``status``) changes;
 * structural-schema pruning, defaulting and validation of custom resources (see ``schema``);
 * LIST with label and field selectors and ``limit``/``continue``; WATCH from a ``resourceVersion`` out of
-  a bounded event history, answering ``410 Expired`` inside the stream when the version is older than the
-  history kept; objects moving in or out of a selector appear as ``ADDED`` / ``DELETED``, as with the
-  watch cache;
+  a bounded event history kept per resource type (one watch cache per resource, ``watch_cache.go``), so
+  writes to one resource never expire another's watch; ``410 Expired`` inside the stream when the version
+  is older than that resource's history; objects moving in or out of a selector appear as ``ADDED`` /
+  ``DELETED``, as with the watch cache; with ``allowWatchBookmarks=true``, ``BOOKMARK`` events about once
+  a minute and 2 s before the watch's timeout (``cache_watcher.go``, ``nextBookmarkTime``), carrying the
+  server's current ``resourceVersion`` (as a cacher kept current by etcd progress notifications does);
 * namespaces: creating in a missing namespace is ``NotFound`` (NamespaceLifecycle admission); deleting a
   namespace deletes its objects at once;
 * CustomResourceDefinitions written through the API register (or re-register, or remove) their resource.
@@ -212,6 +215,30 @@ class Watch:
         self._epoch = store.watch_epoch
         self.initial = initial
         self.end_reason = ""
+        self._bookmarks = request.query.get("allowWatchBookmarks", "").lower() in ("true", "1")
+        self._next_bookmark = self._bookmark_after(time.monotonic())
+
+    def _bookmark_after(self, now: float) -> float | None:
+        """``cache_watcher.go`` ``nextBookmarkTime``: a minute on, or 2 s before the deadline if sooner."""
+        if not self._bookmarks:
+            return None
+        due = min(now + self._store.bookmark_seconds, self._deadline - 2.0)
+        return due if due > now else None
+
+    def _bookmark(self) -> Obj:
+        """A BOOKMARK: an object of the watched kind holding only the current ``resourceVersion``."""
+        rtype = self._request.resource
+        metadata: Obj = {"resourceVersion": str(self._store.resource_version)}
+        if not rtype.custom:
+            metadata["creationTimestamp"] = None
+        return {
+            "type": "BOOKMARK",
+            "object": {
+                "kind": rtype.kind,
+                "apiVersion": rtype.api_version(self._request.version),
+                "metadata": metadata,
+            },
+        }
 
     def next_events(self, poll_seconds: float) -> list[Obj] | None:
         """Events after the cursor, waiting up to ``poll_seconds`` for some.
@@ -221,18 +248,26 @@ class Watch:
             :attr:`end_reason` is ``timeout``, ``shutdown``, ``dropped``, ``dropped-graceful`` or ``lagging``.
         """
         store = self._store
+        key = self._request.resource.key
         with store.cond:
-            remaining = self._deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = self._deadline - now
+            if self._next_bookmark is not None:
+                remaining = min(remaining, self._next_bookmark - now)
             if remaining > 0 and store.last_event_rv <= self._cursor and not self._ended():
                 store.cond.wait(min(poll_seconds, remaining))
             if self._ended():
                 return None
-            if store.compacted_rv > self._cursor:
+            if store.compacted_rv_of(key) > self._cursor:
                 self.end_reason = "lagging"
                 return None
             events = store.events_since(self._cursor, self._request, self._matches)
             self._cursor = max(self._cursor, store.last_event_rv)
-        if not events and time.monotonic() >= self._deadline:
+            now = time.monotonic()
+            if self._next_bookmark is not None and now >= self._next_bookmark:
+                events.append(self._bookmark())
+                self._next_bookmark = self._bookmark_after(now)
+        if not events and now >= self._deadline:
             self.end_reason = "timeout"
             return None
         return events
@@ -250,7 +285,8 @@ class ObjectStore:
     """All objects of the emulated cluster, and the verbs that read and write them.
 
     Args:
-        watch_history: how many events the watch history keeps (older ones are compacted away).
+        watch_history: how many events the watch history of each resource type keeps (older ones are
+            compacted away).
         record_limit: how many :class:`WriteRecord` entries are kept.
         clock: monotonic clock for history timestamps.
     """
@@ -269,9 +305,14 @@ class ObjectStore:
         self.cond = threading.Condition(self.lock)
         self._objects: dict[tuple[str, str], dict[ObjectKey, Obj]] = collections.defaultdict(dict)
         self._rv = FIRST_RESOURCE_VERSION
-        self._events: collections.deque[StoredEvent] = collections.deque(maxlen=watch_history)
+        # One history per resource type, as kube-apiserver keeps one watch cache per resource
+        # (storage/cacher/watch_cache.go): writes to Leases never expire a quiet CanaryPolicy watch.
+        self._watch_history = watch_history
+        self._events: dict[tuple[str, str], collections.deque[StoredEvent]] = {}
+        self._compacted: dict[tuple[str, str], int] = {}
         self.compacted_rv = FIRST_RESOURCE_VERSION
         self.last_event_rv = FIRST_RESOURCE_VERSION
+        self.bookmark_seconds = 60.0
         self._records: collections.deque[WriteRecord] = collections.deque(maxlen=record_limit)
         self._clock = clock
         self._next_cluster_ip = 10
@@ -306,9 +347,10 @@ class ObjectStore:
         return self._rv
 
     def _append_event(self, event: StoredEvent) -> None:
-        if len(self._events) == self._events.maxlen:
-            self.compacted_rv = self._events[0].rv
-        self._events.append(event)
+        history = self._events.setdefault(event.resource, collections.deque(maxlen=self._watch_history))
+        if len(history) == history.maxlen:
+            self._compacted[event.resource] = history[0].rv
+        history.append(event)
         self.last_event_rv = event.rv
         self.cond.notify_all()
 
@@ -342,10 +384,15 @@ class ObjectStore:
         with self.lock:
             self._records.clear()
 
+    def compacted_rv_of(self, key: tuple[str, str]) -> int:
+        """The oldest ``resourceVersion`` a watch of that resource can no longer start from."""
+        return max(self.compacted_rv, self._compacted.get(key, FIRST_RESOURCE_VERSION))
+
     def compact(self) -> int:
         """Drop the whole watch history, as an etcd compaction does; returns the compacted version."""
         with self.cond:
             self._events.clear()
+            self._compacted.clear()
             self.compacted_rv = self._rv
             self.cond.notify_all()
             return self._rv
@@ -465,8 +512,9 @@ class ObjectStore:
             if self.expire_next_watches > 0:
                 self.expire_next_watches -= 1
                 return expired(f"too old resource version: {since or self._rv} ({self._rv})")
-            if since and since < self.compacted_rv:
-                return expired(f"too old resource version: {since} ({self.compacted_rv})")
+            compacted = self.compacted_rv_of(rtype.key)
+            if since and since < compacted:
+                return expired(f"too old resource version: {since} ({compacted})")
             if since:
                 initial = self.events_since(since, request, matches)
             else:
@@ -481,7 +529,7 @@ class ObjectStore:
         """Watch events for one request after ``cursor``, with selector transitions. Caller holds the lock."""
         rtype = request.resource
         fresh: list[StoredEvent] = []
-        for event in reversed(self._events):
+        for event in reversed(self._events.get(rtype.key, ())):
             if event.rv <= cursor:
                 break
             if event.resource == rtype.key:
