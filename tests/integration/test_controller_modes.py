@@ -28,6 +28,8 @@ def _policy(namespace: str, name: str = "tcp-echo", vs: str = "tcp-echo") -> dic
     doc["metadata"] = {"name": name, "namespace": namespace}
     doc["spec"]["target"]["virtualService"] = {"name": vs}
     doc["spec"]["schedule"]["stepDuration"] = "300ms"
+    # The default Prometheus: a CanaryPolicy resource naming another URL is refused (docs/security.md).
+    doc["spec"]["analysis"].pop("prometheus")
     return doc
 
 
