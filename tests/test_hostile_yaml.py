@@ -48,7 +48,7 @@ def test_an_alias_bomb_is_refused_naming_the_limit() -> None:
 
     assert documents == []
     assert _only(findings) == (
-        "bomb.yaml:1: yaml: refused: its aliases expand to more than 250,000 nodes (the limit per file; an alias bomb?)"
+        "bomb.yaml:1: yaml: refused: its aliases expand to more than 100,000 nodes (the limit per file; an alias bomb?)"
     )
 
 

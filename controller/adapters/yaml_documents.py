@@ -46,7 +46,7 @@ class YamlLimits:
     max_bytes: int = MIB
     max_documents: int = 1000
     max_aliases: int = 1000
-    max_nodes: int = 250_000
+    max_nodes: int = 100_000
     max_depth: int = 100
     max_integer_digits: int = 100
     max_seconds: float | None = None
