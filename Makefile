@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps lint test demo sandbox bench schema clean
+.PHONY: help venv deps lint test fuzz demo sandbox bench schema clean
 
 help:
 	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
@@ -12,6 +12,7 @@ help:
 	@echo "make sandbox keep the demo's world running (API emulator, Envoy, Prometheus, Alertmanager, client) and"
 	@echo "             drive the controller yourself: canaryctl run, status, pause, promote; Ctrl-C stops it all"
 	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
+	@echo "make fuzz    the fuzz suite at nightly size: lint and plan on generated, mutated and hostile files"
 	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about half an hour)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
 
@@ -57,6 +58,10 @@ kubectl:
 
 test: lint deps kubectl
 	$(BIN)/pytest
+
+# The fuzz suite at nightly size (make test runs it bounded and seeded); FUZZ_SEED=N replays another seed.
+fuzz: venv
+	FUZZ_PROFILE=nightly $(BIN)/pytest tests/fuzz -q -p no:cacheprovider --timeout=0
 
 demo: venv deps
 	$(BIN)/canaryctl demo $(DEMO_ARGS)
