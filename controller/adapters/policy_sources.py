@@ -5,9 +5,11 @@ Kubernetes updates such a volume by writing the new files into a hidden, timesta
 swapping the ``..data`` symlink to it atomically; the visible files are symlinks through ``..data``. The
 source therefore ignores hidden entries and follows the visible symlinks. Changes are noticed by a cheap
 fingerprint (relative path, ``mtime_ns``, size and inode of each visible ``*.yaml`` / ``*.yml`` file),
-taken at most every ``reload_interval`` seconds when ``snapshot()`` is called; the files are parsed again
-only when the fingerprint changed. Each file is linted as ``canaryctl lint`` does; a file with any finding
-is skipped as a whole (its findings are the problems) and the other files are still served.
+taken at most every ``reload_interval`` seconds when ``snapshot()`` is called; only the files whose stat
+changed are parsed again, by the source's own thread and within ``FILE_LIMITS`` (size, aliases, nodes,
+depth, a time budget), so a hostile or slow file never holds up the caller or the other files. Each file is
+linted as ``canaryctl lint`` does; a file with any finding is skipped as a whole (its findings are the
+problems) and the other files are still served.
 
 ``CrdPolicySource`` serves CanaryPolicy resources from an in-memory cache kept by one background thread
 per scope (the whole cluster, or each namespace given), doing what client-go's reflector does:
