@@ -59,39 +59,58 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """The documented ``canaryctl plan -o json`` shape, as JSON-ready data (see :func:`json_ready`)."""
+        done: dict[int, Any] = {}  # steps share their unchanged routes: convert each once
         return {
             "target": {"kind": self.kind, "name": self.name, "namespace": self.namespace},
             "route": {"protocol": self.resolved.ref.protocol, "index": self.resolved.ref.index},
-            "steps": [{"weight": step.weight, "object": json_ready(step.object)} for step in self.steps],
-            "rollback": {"object": json_ready(self.rollback)},
+            "steps": [{"weight": step.weight, "object": json_ready(step.object, done)} for step in self.steps],
+            "rollback": {"object": json_ready(self.rollback, done)},
         }
 
 
-def json_ready(value: Any) -> Any:
+_PLAIN_JSON = (str, int, bool, type(None))
+
+
+def json_ready(value: Any, done: dict[int, Any] | None = None) -> Any:
     """``value`` with every YAML-only type turned into what Kubernetes would store in JSON.
 
     A YAML target may hold values JSON has no type for: dates and timestamps (``2024-05-01``) become
     their ISO 8601 text, ``!!binary`` becomes base64 text (Kubernetes' encoding of bytes), a ``!!set``
     a sorted list, non-string keys their text, and NaN or infinite floats (``.nan``, ``.inf``) their YAML
     text, since strict JSON has no spelling for them.
+
+    Args:
+        value: parsed YAML data; not changed.
+        done: containers already converted, by ``id``, for data that shares parts (kept alive by the caller).
     """
+    if isinstance(value, _PLAIN_JSON):
+        return value
+    memo: dict[int, Any] = {} if done is None else done
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    result: Any
     if isinstance(value, Mapping):
-        return {_json_key(key): json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(item) for item in value]
-    if isinstance(value, set | frozenset):
-        return sorted((json_ready(item) for item in value), key=str)
-    if isinstance(value, datetime.date | datetime.time):  # datetime.datetime is a date
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, float) and not math.isfinite(value):
-        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-    return value
+        result = {_json_key(k, memo): json_ready(item, memo) for k, item in value.items()}
+    elif isinstance(value, list | tuple):
+        result = [json_ready(item, memo) for item in value]
+    elif isinstance(value, set | frozenset):
+        result = sorted((json_ready(item, memo) for item in value), key=str)
+    elif isinstance(value, datetime.date | datetime.time):  # datetime.datetime is a date
+        result = value.isoformat()
+    elif isinstance(value, bytes | bytearray):
+        result = base64.b64encode(value).decode("ascii")
+    elif isinstance(value, float) and not math.isfinite(value):
+        result = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    else:
+        return value
+    if isinstance(value, Mapping | list):
+        memo[key] = result  # only containers the input holds (and keeps alive) are remembered
+    return result
 
 
-def _json_key(key: Any) -> str:
-    ready = json_ready(key)
+def _json_key(key: Any, done: dict[int, Any]) -> str:
+    ready = json_ready(key, done)
     if isinstance(ready, str):
         return ready
     if isinstance(ready, bool):
