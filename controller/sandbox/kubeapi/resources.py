@@ -11,8 +11,10 @@ A CRD yields one resource type with every served version, its scope, per-version
 per-version structural schema and deprecation warning. Objects are stored once per resource and served
 in any served version by rewriting ``apiVersion``: no conversion webhooks, no field conversion.
 
-Deliberately not emulated: the ``scale`` subresource, ``additionalPrinterColumns`` (Table output),
-aggregated discovery (``apidiscovery.k8s.io/v2``) and OpenAPI documents. Core ``events`` and
+A CRD version's ``additionalPrinterColumns`` drive Table output (see ``table``).
+
+Deliberately not emulated: the ``scale`` subresource, aggregated discovery (``apidiscovery.k8s.io/v2``)
+and OpenAPI documents. Core ``events`` and
 ``events.k8s.io`` events are stored separately (a real cluster shares one storage between them).
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from controller.sandbox.kubeapi.schema import SchemaCompileError, StructuralSchema
 from controller.sandbox.kubeapi.status import ApiError, Cause, invalid
+from controller.sandbox.kubeapi.table import DEFAULT_CRD_COLUMNS
 
 CRD_GROUP = "apiextensions.k8s.io"
 STANDARD_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -85,6 +88,8 @@ class ResourceType:
         allow_create_on_update: PUT of a missing object creates it.
         return_deleted_object: DELETE answers with the object rather than a success ``Status``.
         name_rule: ``subdomain`` (RFC 1123), ``label`` (RFC 1123 label) or ``dns1035`` (RFC 1035 label).
+        printer_columns: a CRD version's ``additionalPrinterColumns`` (``Age`` when it declares none), for
+            Table output; absent for built-in kinds.
     """
 
     group: str
@@ -106,6 +111,7 @@ class ResourceType:
     allow_create_on_update: bool = False
     return_deleted_object: bool = False
     name_rule: str = "subdomain"
+    printer_columns: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -238,6 +244,7 @@ def resource_from_crd(crd: Mapping[str, Any]) -> ResourceType:
     schemas: dict[str, StructuralSchema] = {}
     deprecations: dict[str, str] = {}
     status_versions: set[str] = set()
+    printer_columns: dict[str, tuple[dict[str, Any], ...]] = {}
     served: list[str] = []
     for index, version in enumerate(versions):
         if not isinstance(version, Mapping) or not version.get("name"):
@@ -247,6 +254,12 @@ def resource_from_crd(crd: Mapping[str, Any]) -> ResourceType:
         if not version.get("served"):
             continue
         served.append(vname)
+        columns = version.get("additionalPrinterColumns")
+        printer_columns[vname] = (
+            tuple(dict(c) for c in columns if isinstance(c, Mapping))
+            if isinstance(columns, list) and columns
+            else DEFAULT_CRD_COLUMNS
+        )
         if "status" in (version.get("subresources") or {}):
             status_versions.add(vname)
         if version.get("deprecated"):
@@ -287,6 +300,7 @@ def resource_from_crd(crd: Mapping[str, Any]) -> ResourceType:
         tracks_generation=True,
         allow_unconditional_update=False,
         return_deleted_object=True,
+        printer_columns=printer_columns,
     )
 
 

@@ -9,7 +9,7 @@ Each connection gets a thread (HTTP/1.1 keep-alive); shutdown closes every conne
 thread.
 
 Deliberately not emulated: TLS and authentication (plain HTTP on loopback; any credentials are ignored),
-protobuf and YAML bodies, ``Table`` output, the deprecated ``/watch/`` path prefix, ``deletecollection``,
+protobuf and YAML bodies, the deprecated ``/watch/`` path prefix, ``deletecollection``,
 ``/openapi``, aggregated discovery, WebSocket and SPDY upgrades (``exec``, ``logs``, ``port-forward``).
 """
 
@@ -32,6 +32,7 @@ from controller.sandbox.kubeapi.patch import JSON_PATCH, parse_json_patch
 from controller.sandbox.kubeapi.resources import Registry, ResourceType
 from controller.sandbox.kubeapi.status import ApiError, bad_request, internal, method_not_allowed, path_not_found
 from controller.sandbox.kubeapi.store import Request, Result
+from controller.sandbox.kubeapi.table import to_table, wants_table
 
 if TYPE_CHECKING:
     from controller.sandbox.kubeapi.emulator import KubeApiEmulator
@@ -297,11 +298,15 @@ class KubeApiHandler(BaseHTTPRequestHandler):
                 content_type=content_type,
                 user_agent=self.headers.get("User-Agent"),
             )
+            table = wants_table(self.headers.get("Accept")) and request.subresource is None
             if request.verb == "WATCH":
-                self._watch(request)
+                self._watch(request, table=table)
                 return
             result = _dispatch(emulator, request)
-            self._send_json(result.code, result.body, result.warnings)
+            body = result.body
+            if table and request.verb in ("GET", "LIST") and result.code == 200:
+                body = _as_table(request, body)
+            self._send_json(result.code, body, result.warnings)
         except ApiError as error:
             self._answer_error(error)
         except OSError:
@@ -332,7 +337,7 @@ class KubeApiHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def _watch(self, request: Request) -> None:
+    def _watch(self, request: Request, *, table: bool = False) -> None:
         opened = self.server.emulator.store.open_watch(request)
         self.close_connection = True
         self.send_response(200)
@@ -346,19 +351,39 @@ class KubeApiHandler(BaseHTTPRequestHandler):
             self._write_events([{"type": "ERROR", "object": opened.to_status()}])
             self._write_chunk(b"")
             return
-        self._write_events(opened.initial)
+        self._write_events(_table_events(request, opened.initial) if table else opened.initial)
         while True:
             events = opened.next_events(_WATCH_POLL_SECONDS)
             if events is None:
                 break
             if events:
-                self._write_events(events)
+                self._write_events(_table_events(request, events) if table else events)
             elif self._client_gone():
                 return
         if opened.end_reason == "dropped":
             self._drop()
             return
         self._write_chunk(b"")
+
+
+def _as_table(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    columns = request.resource.printer_columns.get(request.version)
+    return to_table(
+        body,
+        columns,
+        include_object=request.query.get("includeObject") or "Metadata",
+        no_headers=request.query.get("noHeaders", "").lower() in ("true", "1"),
+    )
+
+
+def _table_events(request: Request, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Watch events with each object turned into a one-row Table (bookmarks and errors left as they are)."""
+    return [
+        {**event, "object": _as_table(request, event["object"])}
+        if event.get("type") in ("ADDED", "MODIFIED", "DELETED")
+        else event
+        for event in events
+    ]
 
 
 def _warning_value(text: str) -> str:
