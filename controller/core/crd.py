@@ -263,7 +263,7 @@ def _extend(node: dict[str, Any], keywords: Mapping[str, Any]) -> None:
 
 def spec_schema() -> dict[str, Any]:
     """The structural schema of ``spec``: the policy file schema's ``spec``, plus the CEL rules."""
-    policy = policy_json_schema()
+    policy = policy_json_schema(editor_rules=False)  # a structural schema cannot hold the editor-only rules
     spec = structural_schema(policy["properties"]["spec"], policy["$defs"])
     _extend(spec["properties"]["target"], {"x-kubernetes-validations": copy.deepcopy(TARGET_RULES)})
     _extend(
