@@ -17,8 +17,12 @@ Emulates what kube-apiserver's ``apiextensions-apiserver`` does with a CRD versi
 
 Deliberately not emulated:
 
-* CEL rules (``x-kubernetes-validations``) are skipped: there is no CEL interpreter here. An object
-  that only a CEL rule would reject is accepted.
+* CEL rules (``x-kubernetes-validations``) are evaluated with ``cel-python`` (a maintained CEL library),
+  with ``self`` bound to the node and the Kubernetes list function ``isSorted()`` added; a failed rule is a
+  ``FieldValueInvalid`` cause ``Invalid value: "<type>": <message>`` on the node's path, as
+  apiextensions' ``cel.Validator`` words it. Transition rules (those using ``oldSelf``) are not evaluated,
+  nor ``messageExpression``, CEL cost limits, or the other Kubernetes CEL libraries (``url``, ``regex``
+  extensions, ``quantity``).
 * ``x-kubernetes-embedded-resource`` gets no ObjectMeta checks of its own; ``metadata`` at the root is
   checked by the emulator's own ObjectMeta rules, not by the schema.
 * Validation ratcheting (1.30+: unchanged invalid fields pass on update) is not done: every write is
@@ -32,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -259,7 +264,7 @@ class StructuralSchema:
                 if (cause.field, cause.message) not in seen:
                     seen.add((cause.field, cause.message))
                     causes.append(cause)
-        for cause in _list_type_causes(obj, self.raw, []):
+        for cause in [*_list_type_causes(obj, self.raw, []), *_cel_causes(obj, self.raw, [])]:
             if (cause.field, cause.message) not in seen:
                 seen.add((cause.field, cause.message))
                 causes.append(cause)
@@ -349,4 +354,62 @@ def _list_type_causes(value: Any, schema: Any, path: list[str | int]) -> list[Ca
         for key, item in value.items():
             sub = properties.get(key, additional if isinstance(additional, Mapping) else None)
             causes.extend(_list_type_causes(item, sub, [*path, key]))
+    return causes
+
+
+_CEL_ENV: Any = None
+_CEL_PROGRAMS: dict[str, Any] = {}
+
+
+def _cel_program(rule: str) -> Any:
+    global _CEL_ENV  # noqa: PLW0603 - one compiled environment, shared by every schema
+    import celpy  # noqa: PLC0415 - only CRDs with rules pay for the import
+
+    if _CEL_ENV is None:
+        _CEL_ENV = celpy.Environment()
+    program = _CEL_PROGRAMS.get(rule)
+    if program is None:
+
+        def is_sorted(items: Any) -> Any:
+            return celpy.celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
+
+        program = _CEL_ENV.program(_CEL_ENV.compile(rule), functions={"isSorted": is_sorted})
+        _CEL_PROGRAMS[rule] = program
+    return program
+
+
+def _cel_causes(value: Any, schema: Any, path: list[str | int]) -> list[Cause]:
+    """Failed ``x-kubernetes-validations`` rules below this node (children first, then the node)."""
+    if not isinstance(schema, Mapping) or value is None:
+        return []
+    causes: list[Cause] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, additional if isinstance(additional, Mapping) else None)
+            if not path and key in _ROOT_FIELDS:
+                continue
+            causes.extend(_cel_causes(item, sub, [*path, key]))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            causes.extend(_cel_causes(item, schema.get("items"), [*path, index]))
+    for rule in schema.get("x-kubernetes-validations") or []:
+        if not isinstance(rule, Mapping) or "oldSelf" in str(rule.get("rule") or ""):
+            continue
+        text = str(rule.get("rule") or "")
+        from celpy.adapter import json_to_cel  # noqa: PLC0415
+        from celpy.celparser import CELParseError  # noqa: PLC0415
+        from celpy.evaluation import CELEvalError  # noqa: PLC0415
+
+        try:
+            passed = bool(_cel_program(text).evaluate({"self": json_to_cel(value)}))
+        except (CELEvalError, CELParseError, TypeError) as exc:
+            passed = False
+            text = f"{text}: {exc}"
+        if not passed:
+            message = str(rule.get("message") or f"failed rule: {text}")
+            causes.append(
+                Cause("FieldValueInvalid", f'Invalid value: "{_type_name(value)}": {message}', field_path(path))
+            )
     return causes
