@@ -8,8 +8,11 @@ yields stops writing the policy until the other has been silent for a lease dura
 
 :class:`GuardedStatusStore` applies it to every status load and save: a load observes the stamp and, when
 this daemon yields, ends the pass with :class:`WriterYieldedError` before anything is decided (so neither
-status, nor route, nor Events are written for that policy); a save is refused the same way and stamps
-what it writes. The daemon that keeps a contested policy refreshes its stamp on load (see the core rule).
+the rollout's status, nor its route, nor its Events are written); a save is refused the same way and
+stamps what it writes. The daemon that keeps a contested policy refreshes its stamp on load (see the core
+rule). As it starts yielding, a daemon writes the status it loaded once more, unchanged but for its own
+stamp: the writer it yields to may never have seen one of its writes (it took the first look after them),
+and must learn of the conflict to report it and to keep renewing its stamp.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class WriterGuard:
         self.monotonic = monotonic
         self._states: dict[tuple[str, str, str], WriterState] = {}
         self._yielding: set[tuple[str, str, str]] = set()
+        self._announced: set[tuple[str, str, str]] = set()
         self._serials = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -116,6 +120,16 @@ class WriterGuard:
             state = self._states.get(self._key(ref), WriterState())
             self._states[self._key(ref)] = wrote(state, stamp, now=now)
 
+    def announce_due(self, ref: PolicyRef) -> bool:
+        """Whether this daemon, yielding, has yet to show the other writer that it is there."""
+        with self._lock:
+            return self._key(ref) not in self._announced
+
+    def announced(self, ref: PolicyRef) -> None:
+        """Record that the yielding daemon's stamp is in the status (once per time it yields)."""
+        with self._lock:
+            self._announced.add(self._key(ref))
+
     def _report(self, ref: PolicyRef, assessment: Assessment, now: float) -> None:
         where = f"{ref.namespace}/{ref.name}"
         context = {"policy": ref.name, "namespace": ref.namespace, "source": ref.source}
@@ -135,6 +149,7 @@ class WriterGuard:
             was_yielding = self._key(ref) in self._yielding
             if assessment.yield_to is None:
                 self._yielding.discard(self._key(ref))
+                self._announced.discard(self._key(ref))
             else:
                 self._yielding.add(self._key(ref))
         if was_yielding and assessment.yield_to is None:
@@ -191,19 +206,24 @@ class GuardedStatusStore:
         loaded = self.store.load(policy=policy)
         assessment = self.guard.observe(policy, loaded)
         if assessment.yield_to is not None:
+            # One write of the very status it loaded, with this daemon's stamp: the writer it yields to may
+            # never have seen it write, and must learn that it has to keep renewing its own stamp.
+            if self.guard.announce_due(policy) and self.is_leader() and self._restamp(policy, loaded) is not loaded:
+                self.guard.announced(policy)
             raise _yielded(policy, assessment, self.guard)
         if assessment.renew and self.is_leader():
-            return self._renew(policy, loaded)
+            return self._restamp(policy, loaded)
         return loaded
 
-    def _renew(self, policy: PolicyRef, loaded: LoadedStatus) -> LoadedStatus:
+    def _restamp(self, policy: PolicyRef, loaded: LoadedStatus) -> LoadedStatus:
+        """Write ``loaded`` again, unchanged but for a new stamp of this daemon's (``loaded`` when it failed)."""
         stamp = self.guard.next_stamp()
         try:
             version = self.store.save(policy=policy, status=loaded.status, version=loaded.version, writer=stamp)
         except ConflictError:
             return loaded  # someone wrote in between: this pass's own save fails and the next one looks again
         except CanaryError as exc:
-            log.warning("policy %s/%s: stamp not renewed: %s", policy.namespace, policy.name, exc)
+            log.warning("policy %s/%s: stamp not written: %s", policy.namespace, policy.name, exc)
             return loaded
         self.guard.wrote(policy, stamp)
         return LoadedStatus(status=loaded.status, version=version, commands=loaded.commands, writer=stamp)
