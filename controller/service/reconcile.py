@@ -18,6 +18,7 @@ from controller.core.rollout import (
     Observations,
     RecordEvent,
     SendAlert,
+    Stall,
     WriteRoute,
     decide,
     revision_of,
@@ -58,6 +59,13 @@ class PassResult:
     persisted: bool = False
     applied: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # (before, after) when this pass changed why the rollout does not move on (a new cause, or moving again).
+    stall_changed: tuple[Stall | None, Stall | None] | None = None
+
+
+# Stalls the state machine enters by a transition whose own event already says why (a person's pause, drift,
+# the inconclusive limit, a schedule ending below 100); every other cause gets a Warning Event of its own.
+_ANNOUNCED_STALLS = frozenset({Stall.PAUSED, Stall.DRIFT, Stall.INCONCLUSIVE, Stall.AWAITING_PROMOTION})
 
 
 def involved_object(policy: CanaryPolicy, ref: PolicyRef) -> InvolvedObject:
@@ -128,4 +136,9 @@ def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, 
             )
         elif isinstance(effect, SendAlert):
             log.warning("alert %s (%s): %s", effect.name, effect.severity, effect.summary)
+    if status.stall != loaded.status.stall:
+        # Compared with the persisted status, so once per cause: not per pass, nor again after a restart.
+        result.stall_changed = (loaded.status.stall, status.stall)
+        if status.stall is not None and status.stall not in _ANNOUNCED_STALLS:
+            deps.events.record(involved=involved, reason="Stalled", message=status.message, event_type="Warning")
     return result
