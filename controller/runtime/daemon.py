@@ -151,6 +151,13 @@ class Controller:
             self.dispatcher.maintain(policy=sourced.policy, ref=ref, status=status)
         for error in result.errors:
             log.warning("pass incomplete: %s", error, extra={**context, "run_id": status.run_id, "error": error})
+        if result.stall_changed is not None:  # once per cause: the service compares with the persisted status
+            before, after = result.stall_changed
+            stall_context = {**context, "run_id": status.run_id, "stall": str(after) if after else None}
+            if after is not None:
+                log.warning("rollout stalled (%s): %s", after, status.message, extra=stall_context)
+            elif before is not None:
+                log.info("rollout moves again (was %s): %s", before, status.message, extra=stall_context)
         for effect in decision.effects:
             if effect.type == "RecordEvent":
                 log.info(
