@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-_FIELDS = ("policy", "namespace", "run_id", "phase", "step", "weight", "source", "error")
+_FIELDS = ("policy", "namespace", "run_id", "phase", "step", "weight", "source", "error", "stall")
 
 
 class JsonFormatter(logging.Formatter):
