@@ -65,7 +65,15 @@ class ControllerMetrics:
             labels,
             registry=self.registry,
         )
+        self.stalled = Gauge(
+            "canary_stalled",
+            "1 while a rollout that has not ended does not move on, labelled with why (its status's short stall "
+            "reason: AwaitingAnalysis, CanaryNotReady, WaitingForTarget, Paused...); no series while it moves.",
+            [*labels, "reason"],
+            registry=self.registry,
+        )
         self._evaluations: dict[tuple[str, str], datetime | None] = {}
+        self._stalls: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def alert_outcome(self, sink: str, result: str) -> None:
@@ -76,6 +84,17 @@ class ControllerMetrics:
         """Count one failed Kubernetes API call."""
         self.api_errors.labels(code=str(code)).inc()
 
+    def _observe_stall(self, key: tuple[str, str], stall: str | None) -> None:
+        """One series per stalled rollout, for its current reason only: the old reason's series goes."""
+        with self._lock:
+            before = self._stalls.pop(key, None)
+            if stall is not None:
+                self._stalls[key] = stall
+        if before is not None and before != stall:
+            self.stalled.remove(*key, before)
+        if stall is not None:
+            self.stalled.labels(*key, stall).set(1)
+
     def observe_pass(self, ref: PolicyRef, decision: Decision, seconds: float) -> None:
         """Update the gauges and counters from one pass's decision."""
         status = decision.status
@@ -85,6 +104,7 @@ class ControllerMetrics:
         for phase in Phase:
             self.phase.labels(ref.namespace, ref.name, phase.value).set(1 if status.phase == phase else 0)
         key = (ref.namespace, ref.name)
+        self._observe_stall(key, str(status.stall) if status.stall is not None else None)
         with self._lock:
             new_evaluation = (
                 status.last_analysis_at is not None and self._evaluations.get(key) != status.last_analysis_at
