@@ -14,6 +14,7 @@ from controller.core.rollout import (
     HistoryEntry,
     Phase,
     RolloutStatus,
+    Stall,
     with_conditions,
 )
 from controller.core.status_view import (
@@ -288,6 +289,10 @@ class TestJson:
         condition = Condition(type="Ready", status="True", reason="InControl", last_transition_time=plus_two)
         item = row_json(row_of(progressing(conditions=[condition])))
         assert item["conditions"][0]["lastTransitionTime"] == "2024-05-01T13:00:00Z"
+
+    def test_the_stall_reason_is_its_short_name_or_null_while_moving(self) -> None:
+        assert row_json(row_of(progressing(stall=Stall.AWAITING_ANALYSIS)))["stall"] == "AwaitingAnalysis"
+        assert row_json(row_of(progressing()))["stall"] is None
 
     def test_a_policy_without_a_status_has_nulls_and_empty_lists(self) -> None:
         item = row_json(row_of(None))

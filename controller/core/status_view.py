@@ -169,8 +169,7 @@ def _seconds_in_step(status: RolloutStatus, now: datetime) -> float | None:
 
 
 def _stall_of(status: RolloutStatus) -> str | None:
-    stall = getattr(status, "stall", None)
-    return str(stall) if stall is not None else None
+    return str(status.stall) if status.stall is not None else None
 
 
 def status_row(
