@@ -393,6 +393,28 @@ def list_statuses(
     return StatusListing(statuses=statuses, warnings=warnings)
 
 
+def namespace_exists(api: KubeApi, name: str) -> bool | None:
+    """Whether namespace ``name`` exists; None when RBAC does not let us look (nothing is concluded then).
+
+    Raises:
+        UnavailableError, ApiError: the API server did not answer, or failed.
+    """
+    try:
+        api.call(
+            lambda: api.core.read_namespace(name, _request_timeout=api.timeout),
+            verb="get",
+            resource="namespaces",
+            group="",
+            namespace="",
+            name=name,
+        )
+    except NotFoundError:
+        return False
+    except ForbiddenError:
+        return None
+    return True
+
+
 def status_rows(listing: StatusListing, *, now: datetime) -> list[StatusRow]:
     """The rows ``canaryctl status`` shows, computed at ``now``."""
     return [
