@@ -33,6 +33,7 @@ from controller.adapters.kubernetes.control import (
     DEFAULT_CONTROLLER_NAMESPACE,
     close_kube_api,
     list_statuses,
+    namespace_exists,
     open_kube_api,
     record_command,
     server_url,
@@ -271,6 +272,7 @@ class _Status:
         self.output = output
         self.console = Console()
         self.warned: set[str] = set()
+        self.namespace_checked: str | None = None  # "" once checked and fine
 
     def fetch(self) -> list[StatusRow]:
         """The rows now; warnings go to stderr once each. Raises CanaryError, or exits 1 when NAME is missing."""
@@ -282,6 +284,14 @@ class _Status:
                 self.warned.add(warning)
                 _err(f"warning: {warning}")
         rows = status_rows(listing, now=datetime.now(UTC))
+        problem = self._store_problem()
+        if problem is not None and rows and problem not in self.warned:
+            self.warned.add(problem)
+            _err(f"warning: {problem}")
+        if problem is not None and not rows:
+            # Not "no policies": file-mode policies may exist that the controller cannot keep a status for.
+            _err(f"error: {problem}")
+            raise typer.Exit(1)
         if self.name and not rows:
             where = f"CanaryPolicy {self.namespace}/{self.name}" if self.namespace else f"CanaryPolicy {self.name}"
             scope = "" if self.namespace else " in any namespace"
@@ -292,20 +302,53 @@ class _Status:
             raise typer.Exit(1)
         return rows
 
+    def _store_problem(self) -> str | None:
+        """Why the controller cannot write file-mode statuses in its namespace (it does not exist), once per run."""
+        if self.namespace_checked is None:
+            exists = namespace_exists(self.api, self.controller_namespace)
+            self.namespace_checked = (
+                f"namespace {self.controller_namespace} does not exist, so the controller cannot keep the status "
+                "of file-mode policies (nor its leader-election Lease) there: create it, or point "
+                "--controller-namespace (CANARY_NAMESPACE) at the controller's namespace"
+                if exists is False
+                else ""
+            )
+        return self.namespace_checked or None
+
+    def empty_message(self) -> str:
+        """What to say when no policy was found: where else there are some, when there are."""
+        if self.namespace is None or self.name is not None:
+            return NO_POLICIES
+        try:
+            others = list_statuses(self.api, namespace=None, controller_namespace=self.controller_namespace)
+        except CanaryError:  # e.g. RBAC allows this namespace only: nothing more to say
+            return NO_POLICIES
+        namespaces = sorted({stored.namespace for stored in others.statuses})
+        if not namespaces:
+            return NO_POLICIES
+        count = len(others.statuses)
+        shown = ", ".join(namespaces[:5]) + (f" and {len(namespaces) - 5} more" if len(namespaces) > 5 else "")
+        return (
+            f"No canary policies found in namespace {self.namespace}; {count} in other namespaces ({shown}): "
+            "canaryctl status -A lists them."
+        )
+
     def json_text(self, rows: list[StatusRow], *, indent: int | None) -> str:
         """The JSON document (one line when ``indent`` is None)."""
         return json.dumps(status_list_document(rows), indent=indent, ensure_ascii=False)
 
     def renderable(self, rows: list[StatusRow]) -> RenderableType:
         """What a terminal shows for ``rows``."""
-        return rich_status(rows, self.console) if rows else Text(NO_POLICIES)
+        return rich_status(rows, self.console) if rows else Text(self.empty_message())
 
     def print_once(self, rows: list[StatusRow]) -> None:
         """Print the rows as JSON, a rich table (terminal) or an aligned plain table."""
         if self.output is StatusFormat.json:
             typer.echo(self.json_text(rows, indent=2))
+            if not rows and (hint := self.empty_message()) != NO_POLICIES:
+                _err(hint)
         elif not rows:
-            typer.echo(NO_POLICIES)
+            typer.echo(self.empty_message())
         elif self.console.is_terminal:
             self.console.print(rich_status(rows, self.console))
         else:

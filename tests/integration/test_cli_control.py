@@ -526,10 +526,50 @@ class TestStatusTable:
             f"no CanaryPolicy {ns}/nope (neither a resource nor a file-mode status in namespace {controller_ns})\n"
         )
 
-    def test_no_policies_is_said_plainly(self, canaryctl: Canaryctl, ns: str) -> None:
+    def test_no_policies_anywhere_is_said_plainly(self, tmp_path: Path) -> None:
+        with KubeApiEmulator(crds=[CRD_FILE]) as empty:
+            empty.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "canary-system"}})
+            kubeconfig = empty.write_kubeconfig(tmp_path / "empty")
+            result = runner.invoke(app, ["status", "-n", "shop", "--kubeconfig", str(kubeconfig)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == "No canary policies found.\n"
+
+    def test_no_policies_in_the_namespace_hints_at_all_namespaces_when_others_have_some(
+        self, cluster: KubeApiEmulator, kube: KubeApi, canaryctl: Canaryctl, ns: str, controller_ns: str
+    ) -> None:
+        other = _fresh_namespace(cluster, "other")
+        make_policy(cluster, kube, source="crd", namespace=other, controller_namespace=controller_ns)
         result = canaryctl("status", "-n", ns)
         assert result.exit_code == 0
-        assert result.stdout == "No canary policies found.\n"
+        assert result.stdout.startswith(f"No canary policies found in namespace {ns}; ")
+        assert other in result.stdout
+        assert result.stdout.endswith(": canaryctl status -A lists them.\n")
+
+    def test_a_missing_controller_namespace_is_an_error_not_an_empty_list(self, kubeconfig: Path, ns: str) -> None:
+        result = Canaryctl(kubeconfig, "canary-gone")("status", "-n", ns)
+        assert result.exit_code == 1
+        assert "No canary policies found" not in result.output
+        assert result.stderr.startswith(
+            "error: namespace canary-gone does not exist, so the controller cannot keep the status of file-mode "
+            "policies"
+        )
+
+    def test_with_a_missing_controller_namespace_the_resources_are_still_listed_with_a_warning(
+        self, cluster: KubeApiEmulator, kube: KubeApi, kubeconfig: Path, ns: str, controller_ns: str
+    ) -> None:
+        make_policy(cluster, kube, source="crd", namespace=ns, controller_namespace=controller_ns)
+        result = Canaryctl(kubeconfig, "canary-gone")("status", "-n", ns)
+        assert result.exit_code == 0, result.output
+        assert [row[1] for row in table_rows(result.stdout)[1:]] == ["tcp-echo"]
+        assert result.stderr.startswith("warning: namespace canary-gone does not exist")
+
+    def test_when_rbac_hides_namespaces_nothing_is_concluded_about_them(
+        self, cluster: KubeApiEmulator, kubeconfig: Path, ns: str
+    ) -> None:
+        cluster.faults.add(verb="GET", resource="namespaces", status=403)
+        result = Canaryctl(kubeconfig, "canary-gone")("status", "-n", ns)
+        assert result.exit_code == 0, result.output
+        assert "does not exist" not in result.output
 
     def test_an_unreadable_file_mode_status_is_shown_as_its_error(
         self, cluster: KubeApiEmulator, canaryctl: Canaryctl, ns: str, controller_ns: str
