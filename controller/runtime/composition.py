@@ -37,6 +37,7 @@ from controller.runtime.daemon import Controller, SystemClock
 from controller.runtime.http import HealthServer
 from controller.runtime.leadership import ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
 from controller.runtime.metrics import ControllerMetrics
+from controller.runtime.store_health import StoreHealth
 from controller.runtime.writers import GuardedStatusStore, WriterGuard, events_about
 from controller.service.admission import mark_problem, screen
 from controller.service.alerting import AlertDispatcher
@@ -143,9 +144,19 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         involved_for=events_about(sources, controller_namespace=settings.namespace),
         metrics=metrics,
     )
-    crd_store = FencedStatusStore(GuardedStatusStore(CrdStatusStore(main), guard, is_leader=is_leader), is_leader)
+    # Inside the fence: only the leader's writes tell whether a store can be written (/readyz, log).
+    health = StoreHealth()
+    crd_store = FencedStatusStore(
+        health.watch(
+            "CanaryPolicy", GuardedStatusStore(CrdStatusStore(main), guard, is_leader=is_leader), not_found=False
+        ),
+        is_leader,
+    )
     file_store = FencedStatusStore(
-        GuardedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), guard, is_leader=is_leader),
+        health.watch(
+            f"file-mode (namespace {settings.namespace})",
+            GuardedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), guard, is_leader=is_leader),
+        ),
         is_leader,
     )
 
@@ -200,6 +211,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         controller.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
         controller.readiness["leader election"] = lambda: _election_ready(elector)
     controller.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
+    controller.readiness["status store"] = lambda: health.problem() if is_leader() else None
     if settings.prometheus_url:
         # Through the analysis's own connection: its token, headers and CA bundle.
         controller.readiness["prometheus"] = prometheus.ready
