@@ -42,7 +42,6 @@ class RolloutMachine(RuleBasedStateMachine):
         self.revisions = 1
         self.promoted = False  # the route revision never changes here: a promotion is final
 
-
     def _live_route(self) -> list[Any] | None:
         if self.sim.live is None:
             return None
