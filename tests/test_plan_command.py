@@ -58,7 +58,8 @@ def test_an_invalid_policy_exits_1_with_lint_messages(tmp_path: Path) -> None:
     code, out, err = _plan("--policy", bad, "--target", SHARED_ISTIO / "tcp-echo-all-v1.yaml")
     assert code == 1
     assert out == ""
-    assert f"{bad}:18: spec.schedule.steps[2]: must be greater than the previous step (got 20 after 50)" in err
+    line = bad.read_text().splitlines().index("    steps: [0, 50, 20]") + 1
+    assert f"{bad}:{line}: spec.schedule.steps[2]: must be greater than the previous step (got 20 after 50)" in err
 
 
 def test_an_unresolvable_route_exits_2_naming_file_object_and_route(tmp_path: Path) -> None:

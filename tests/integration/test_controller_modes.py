@@ -16,6 +16,7 @@ from controller.runtime.daemon import Controller
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.conftest import REPO, SHARED_ISTIO
+from tests.integration.test_reconcile import put_canary_deployment
 from tests.sandbox.conftest import document
 from tests.support.controller_process import StepFailingAnalysis
 
@@ -48,6 +49,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeApiEmulator, Path]]:
     with KubeApiEmulator(crds=[CRD, SHARED_ISTIO / "virtualservice-crd.yaml"]) as emulator:
         emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
         emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "canary-system"}})
+        # The shipped policy waits for its canary workload (spec.workload.canary) on the workload cluster.
+        put_canary_deployment(emulator, "shop")
         kubeconfig = tmp_path / "main"
         emulator.write_kubeconfig(kubeconfig, context_name="main")
         yield emulator, kubeconfig
