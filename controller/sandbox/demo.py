@@ -41,6 +41,7 @@ from controller.sandbox.envoy_gateway import (
     envoy_version,
     pick_port,
 )
+from controller.sandbox.istiod_status import IstiodStatusWriter
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.sandbox.load import LoadClient
 from controller.sandbox.processes import AlertmanagerProcess, PrometheusProcess, SandboxError, prometheus_config
@@ -286,6 +287,11 @@ class Sandbox:
         self.envoy, self.sync = envoy, sync
         stack.callback(envoy.stop)
         stack.callback(sync.stop)
+        # istiod's status reporting (PILOT_ENABLE_STATUS): the route's Reconciled condition (or the TCPRoute's
+        # parents) at a generation once Envoy runs it, so the controller's step clock waits for the data plane
+        # as on a cluster with status reporting on (docs/data-plane.md).
+        istiod = IstiodStatusWriter(emulator, confirm=sync.confirms, interval=0.1).start()
+        stack.callback(istiod.stop)
         prometheus = PrometheusProcess(
             self.workdir / "prometheus",
             prometheus_config(
@@ -513,8 +519,9 @@ def _settled(sandbox: Sandbox, status: dict[str, Any], fault_at: float | None) -
     assert sandbox.sync is not None
     assert sandbox.alertmanager is not None
     route = sandbox.route_object()
-    version = str((route or {}).get("metadata", {}).get("resourceVersion", ""))
-    if not any(c.resource_version == version and c.confirmed_at for c in sandbox.sync.history):
+    # By generation: istiod's status writes give the route new resourceVersions at the same generation.
+    generation = (route or {}).get("metadata", {}).get("generation")
+    if not isinstance(generation, int) or not sandbox.sync.confirmed(generation):
         return False
     if status.get("phase") == "RolledBack" or fault_at is not None:
         return bool(sandbox.alertmanager.alerts(f'policy="{POLICY_NAME}"'))
@@ -571,7 +578,7 @@ def _result(
         onset_reply = sandbox.load.first_error(fault_at)
         onset = onset_reply.started if onset_reply is not None else fault_at
         restore = changes[restore_index]
-        api_time = _api_write_time(sandbox, restore.resource_version)
+        api_time = _api_write_time(sandbox, restore)
         latency = {
             "api": None if api_time is None else round(api_time - onset, 3),
             "envoy": None if restore.confirmed_at is None else round(restore.confirmed_at - onset, 3),
@@ -623,11 +630,20 @@ def _first_scraped_failure(prometheus: PrometheusProcess, cluster: str) -> float
     return min(stamps) - (time.time() - time.monotonic())
 
 
-def _api_write_time(sandbox: Sandbox, resource_version: str) -> float | None:
-    """When the API accepted the write that produced ``resource_version`` (the emulator's write history)."""
+ROUTE_RESOURCES = ("virtualservices.", "tcproutes.")
+
+
+def _api_write_time(sandbox: Sandbox, change: RouteChange) -> float | None:
+    """When the API accepted the write that produced ``change``'s route (the emulator's write history): the
+    spec write that made its generation (status writes keep the generation), else the write of its
+    resourceVersion."""
     assert sandbox.emulator is not None
     for record in sandbox.emulator.history(namespace=NAMESPACE, name=ROUTE_NAME):
-        if record.resource_version == resource_version and record.changed:
+        if not record.changed or record.subresource == "status" or not record.resource.startswith(ROUTE_RESOURCES):
+            continue
+        if change.generation is not None and record.object.get("metadata", {}).get("generation") == change.generation:
+            return record.time
+        if change.generation is None and record.resource_version == change.resource_version:
             return record.time
     return None
 

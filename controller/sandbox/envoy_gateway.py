@@ -539,6 +539,7 @@ class RouteChange:
             nothing had to be written; None when Envoy did not take it).
         version: the ``version_info`` written (None when nothing was).
         error: why Envoy did not take it.
+        generation: the route's ``metadata.generation`` (None when the object has none).
     """
 
     resource_version: str
@@ -548,6 +549,7 @@ class RouteChange:
     confirmed_at: float | None
     version: str | None
     error: str | None = None
+    generation: int | None = None
 
     @property
     def latency(self) -> float | None:
@@ -565,7 +567,9 @@ class RouteSync:
     result differs from what Envoy has, writes it and waits for Envoy to confirm. :attr:`history` holds a
     :class:`RouteChange` per route version put into effect (written or already in effect);
     :attr:`errors` the translation and Envoy errors (the last good config stays). DestinationRules are
-    read with the route, so a change of theirs alone takes effect at the route's next change.
+    read with the route, so a change of theirs alone takes effect at the route's next change. A new
+    resourceVersion at the same ``metadata.generation`` is a status write (istiod's own, see
+    :mod:`controller.sandbox.istiod_status`): as istiod does, it is not a config change and is skipped.
 
     Args:
         source: the emulator (its direct Python API).
@@ -602,6 +606,7 @@ class RouteSync:
         self._errors: deque[str] = deque(maxlen=100)
         self._sync_lock = threading.Lock()
         self._seen: str | None = None
+        self._seen_generation: int | None = None
         self._changed = threading.Condition(self._lock)
 
     def start(self) -> RouteSync:
@@ -647,13 +652,33 @@ class RouteSync:
         with self._lock:
             return list(self._errors)
 
-    def wait_for(self, resource_version: str, timeout: float = 5.0) -> RouteChange | None:
-        """Block until a change for ``resource_version`` is recorded; None after ``timeout`` seconds."""
+    def confirmed(self, generation: int) -> bool:
+        """Whether Envoy confirmed the route at ``generation`` (the data plane has that spec)."""
+        with self._lock:
+            return any(c.generation == generation and c.confirmed_at is not None for c in self._history)
+
+    def confirms(self, obj: Mapping[str, Any]) -> bool:
+        """Whether the data plane runs ``obj``'s current generation, as istiod's status writer asks
+        (:class:`controller.sandbox.istiod_status.IstiodStatusWriter`): Envoy's confirmation for the route
+        this sync serves; any other route is distributed on sight (no proxy of the sandbox uses it)."""
+        meta = obj.get("metadata") or {}
+        if (obj.get("kind"), meta.get("name"), meta.get("namespace")) != (self.kind, self.name, self.namespace):
+            return True
+        generation = meta.get("generation")
+        return isinstance(generation, int) and self.confirmed(generation)
+
+    def wait_for(
+        self, resource_version: str, timeout: float = 5.0, *, generation: int | None = None
+    ) -> RouteChange | None:
+        """Block until a change for ``resource_version`` (or for ``generation``: a status write may have
+        replaced the resourceVersion before the poll) is recorded; None after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
                 for change in reversed(self._history):
-                    if change.resource_version == resource_version:
+                    if change.resource_version == resource_version or (
+                        generation is not None and change.generation == generation
+                    ):
                         return change
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -686,8 +711,14 @@ class RouteSync:
         resource_version = str(route["metadata"].get("resourceVersion", ""))
         if resource_version == self._seen:
             return None
+        raw_generation = route["metadata"].get("generation")
+        generation = raw_generation if isinstance(raw_generation, int) else None
+        if generation is not None and generation == self._seen_generation:
+            self._seen = resource_version  # a status write: the spec istiod translates did not change
+            return None
         # A version is tried once: a route Envoy cannot take is reported, not retried until it changes.
         self._seen = resource_version
+        self._seen_generation = generation
         rules = None
         if self.kind == "VirtualService":
             rules = self._source.list("destinationrules.networking.istio.io", namespace=self.namespace)
@@ -717,6 +748,7 @@ class RouteSync:
             confirmed_at=confirmed_at,
             version=None if applied is None else applied.version,
             error=error,
+            generation=generation,
         )
         with self._changed:
             self._history.append(change)

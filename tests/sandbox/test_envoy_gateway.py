@@ -23,6 +23,7 @@ from kubernetes import client
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
+from controller.core.dataplane import DataPlane, data_plane_report
 from controller.core.policy import CanaryPolicy
 from controller.core.promql import Variables, envoy_counts
 from controller.core.routes import resolve_route, with_canary_weight
@@ -36,6 +37,7 @@ from controller.sandbox.envoy_gateway import (
     envoy_version,
     pick_port,
 )
+from controller.sandbox.istiod_status import IstiodStatusWriter
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.sandbox.scenario import (
     NAMESPACE,
@@ -125,7 +127,9 @@ def set_weight(api: KubeApiEmulator, sync: RouteSync, variant: Variant, weight: 
     stored = api.put(with_canary_weight(current, resolved, target, weight, where="test"))
     written = api.history(resource=resource, namespace=namespace, name="tcp-echo")[-1]
     assert written.resource_version == stored["metadata"]["resourceVersion"]
-    change = sync.wait_for(stored["metadata"]["resourceVersion"], timeout=5)
+    change = sync.wait_for(
+        stored["metadata"]["resourceVersion"], timeout=5, generation=stored["metadata"].get("generation")
+    )
     assert change is not None, sync.errors
     assert change.error is None, change.error
     assert change.confirmed_at is not None
@@ -355,3 +359,37 @@ def test_a_second_envoy_runs_beside_the_first_and_a_listener_it_cannot_bind_is_r
         assert applied is not None
         with pytest.raises(EnvoyError, match="rejected listener taken-port"):
             clash.wait_applied(applied)
+
+
+def test_istiods_status_confirms_a_generation_only_once_envoy_runs_it_and_is_no_config_change(
+    api: KubeApiEmulator, istio_sync: RouteSync
+) -> None:
+    """The sandbox's istiod status writer (as the demo and ``make sandbox`` run it) reports a VirtualService
+    generation Reconciled only after Envoy confirmed that generation, and its status writes (new
+    resourceVersions at the same generation) are not translated again, as istiod ignores them."""
+    resource = "virtualservices"
+    reports: list[tuple[int, DataPlane, bool]] = []
+    with IstiodStatusWriter(api, confirm=istio_sync.confirms, interval=0.05):
+        for weight in (20, 50):
+            change, _ = set_weight(api, istio_sync, "istio", weight)
+            assert change.generation is not None
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                current = api.get(resource, "tcp-echo", namespace=NAMESPACE)
+                assert current is not None
+                report = data_plane_report(current, kind="VirtualService")
+                generation = current["metadata"]["generation"]
+                reports.append((generation, report.state, istio_sync.confirmed(generation)))
+                if report.state is DataPlane.CONFIRMED and generation == change.generation:
+                    break
+                time.sleep(0.02)
+            else:
+                raise AssertionError(f"weight {weight}: generation {change.generation} never reported Reconciled")
+    # Never Reconciled for a generation Envoy had not confirmed at that moment.
+    assert all(confirmed for _, state, confirmed in reports if state is DataPlane.CONFIRMED)
+    generations = [c.generation for c in istio_sync.history]
+    assert len(generations) == len(set(generations)), "a status write was translated as a config change"
+    stored = api.get(resource, "tcp-echo", namespace=NAMESPACE)
+    assert stored is not None
+    condition = stored["status"]["conditions"][0]
+    assert (condition["type"], condition["status"], condition["message"]) == ("Reconciled", "True", "1/1 complete")
