@@ -524,11 +524,21 @@ class Analysis(_Model):
         "onInconclusive applies. Unset: wait forever.",
     )
     on_inconclusive: Literal["pause", "rollback"] = Field("pause", description="pause (default) or rollback.")
+    scrape_interval: GoDuration | None = Field(
+        None,
+        description="How often Prometheus scrapes the counters the checks read; default learned from the samples' "
+        "spacing (or the controller's setting). A check waits until its window holds two scrapes.",
+    )
 
     @property
     def interval_seconds(self) -> float:
         """``interval`` in seconds."""
         return parse_go_duration(self.interval)
+
+    @property
+    def scrape_interval_seconds(self) -> float | None:
+        """``scrapeInterval`` in seconds, None when the controller learns it."""
+        return parse_go_duration(self.scrape_interval) if self.scrape_interval is not None else None
 
 
 ALERT_NAMES = ("CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected", "CanaryPaused", "CanaryPromoted")
