@@ -17,6 +17,7 @@ from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.alerts.conftest import AlertmanagerServer
 from tests.conftest import REPO, SHARED_ISTIO
+from tests.integration.test_reconcile import put_canary_deployment
 from tests.sandbox.conftest import document
 from tests.support.controller_process import StepFailingAnalysis
 
@@ -49,6 +50,7 @@ def _world(tmp_path: Path, alertmanager_url: str) -> tuple[KubeApiEmulator, Sett
     for namespace in ("shop", "canary-system"):
         emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     emulator.put(copy.deepcopy(document("tcp-echo-all-v1.yaml", "VirtualService")), namespace="shop")
+    put_canary_deployment(emulator, "shop")  # the shipped policy waits for its canary Deployment
     doc: dict[str, Any] = yaml.safe_load((REPO / "policies" / "tcp-echo.yaml").read_text())
     doc["metadata"] = {"name": POLICY, "namespace": "shop"}
     doc["spec"]["schedule"]["stepDuration"] = "200ms"
