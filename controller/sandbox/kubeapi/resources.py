@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.sandbox.kubeapi.crd_checks import check_schema
 from controller.sandbox.kubeapi.schema import SchemaCompileError, StructuralSchema
 from controller.sandbox.kubeapi.status import ApiError, Cause, invalid
 from controller.sandbox.kubeapi.table import DEFAULT_CRD_COLUMNS
@@ -251,6 +252,14 @@ def resource_from_crd(crd: Mapping[str, Any]) -> ResourceType:
             causes.append(Cause("FieldValueRequired", "Required value", f"spec.versions[{index}].name"))
             continue
         vname = str(version["name"])
+        # apiextensions validates every version's schema, served or not (validateCustomResourceDefinitionVersion).
+        raw_schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        schema_causes = (
+            check_schema(raw_schema, f"spec.versions[{index}].schema.openAPIV3Schema")
+            if isinstance(raw_schema, Mapping)
+            else []
+        )
+        causes.extend(schema_causes)
         if not version.get("served"):
             continue
         served.append(vname)
@@ -264,7 +273,6 @@ def resource_from_crd(crd: Mapping[str, Any]) -> ResourceType:
             status_versions.add(vname)
         if version.get("deprecated"):
             deprecations[vname] = str(version.get("deprecationWarning") or f"{group}/{vname} {kind} is deprecated")
-        raw_schema = (version.get("schema") or {}).get("openAPIV3Schema")
         if not isinstance(raw_schema, Mapping):
             causes.append(
                 Cause(
@@ -273,6 +281,8 @@ def resource_from_crd(crd: Mapping[str, Any]) -> ResourceType:
                     f"spec.versions[{index}].schema.openAPIV3Schema",
                 )
             )
+            continue
+        if schema_causes:
             continue
         try:
             schemas[vname] = compile_schema(raw_schema)
