@@ -382,7 +382,9 @@ def _evaluate(
     (k_c, n_c), (k_s, n_s) = canary, stable
     if rule.policy is not None:
         if rule.in_step_checks:
-            share = step_alpha_share(final=False, in_step_looks=len(k_c) - 1)
+            share = step_alpha_share(
+                final=False, in_step_looks=len(k_c) - 1, information=1 / len(k_c), alpha=1.0 - CONFIDENCE
+            )
             for index in range(len(k_c) - 1):
                 verdict = our_verdict(
                     rule.policy,
@@ -396,7 +398,9 @@ def _evaluate(
                 )
                 if verdict == Verdict.FAIL:
                     return Verdict.FAIL
-        final = step_alpha_share(final=True, in_step_looks=len(k_c) - 1)
+        final = step_alpha_share(
+            final=True, in_step_looks=len(k_c) - 1, information=1 / len(k_c), alpha=1.0 - CONFIDENCE
+        )
         return our_verdict(
             rule.policy,
             sum(k_c),

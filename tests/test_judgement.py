@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.core.judgement import (
@@ -17,7 +17,9 @@ from controller.core.judgement import (
     combine,
     fisher_one_sided,
     judge,
+    obrien_fleming_spent,
     poisson_conditional_one_sided,
+    step_alpha_share,
 )
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import MetricCheck
@@ -165,6 +167,106 @@ def test_each_look_spends_only_its_share_of_the_steps_error_budget() -> None:
     assert in_step.verdict == Verdict.PASS, in_step.reason
     clear = judge(check, _side(9, 300), stable, weight=20, alpha_share=1 / 6)  # p = 3.8e-06
     assert clear.verdict == Verdict.FAIL
-    assert clear.threshold == "binomial test at 99.8333%"
+    assert clear.threshold == "binomial test at 99.83%"
     with pytest.raises(ValueError, match="alpha_share"):
         judge(check, canary, stable, weight=20, alpha_share=0)
+
+
+# -- the step's sequential design: O'Brien-Fleming-like alpha spending -------------------------------------
+
+
+@given(st.integers(1, 40), st.sampled_from([0.1, 0.05, 0.01, 0.005, 0.001]))
+def test_a_steps_looks_spend_exactly_its_budget_by_the_final_gate(in_step_looks: int, alpha: float) -> None:
+    information = 1 / (in_step_looks + 1)
+    per_look = step_alpha_share(final=False, in_step_looks=in_step_looks, information=information, alpha=alpha)
+    final = step_alpha_share(final=True, in_step_looks=in_step_looks, information=information, alpha=alpha)
+    assert 0 < per_look <= 0.5 / in_step_looks
+    assert final >= 0.5
+    assert in_step_looks * per_look + final == pytest.approx(1.0, abs=1e-12)
+
+
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.sampled_from([0.1, 0.05, 0.01, 0.001]))
+def test_the_spending_function_grows_with_information_and_ends_at_the_budget(a: float, b: float, alpha: float) -> None:
+    low, high = sorted((a, b))
+    assert 0.0 <= obrien_fleming_spent(low, alpha=alpha) <= obrien_fleming_spent(high, alpha=alpha) <= alpha
+    assert obrien_fleming_spent(0.0, alpha=alpha) == 0.0
+    assert obrien_fleming_spent(1.0, alpha=alpha) == alpha
+
+
+def test_the_spending_function_matches_lan_demets_obrien_fleming() -> None:
+    # A textbook value: one-sided 2.5 %, half the information: 2 - 2 Phi(1.95996 / sqrt(0.5)) = 0.001525.
+    assert obrien_fleming_spent(0.5, alpha=0.025) == pytest.approx(0.0015255, rel=1e-3)
+    # Just below the final gate nearly everything is still unspent.
+    assert obrien_fleming_spent(0.99, alpha=0.01) < 0.0097
+
+
+def test_early_looks_spend_little_and_the_final_gate_keeps_nearly_all_the_budget() -> None:
+    # Five intervals a step (the README's shape): four in-step looks, each one fifth of the information.
+    per_look = step_alpha_share(final=False, in_step_looks=4, information=0.2, alpha=0.01)
+    final = step_alpha_share(final=True, in_step_looks=4, information=0.2, alpha=0.01)
+    assert per_look < 1e-5
+    assert final > 0.99999
+    # The old design spent half of the budget on in-step looks; the gate now tests at (nearly) 99 %.
+    check = _ratio(countTest={})
+    at_gate = judge(check, _side(4, 300), _side(1, 1200), weight=20, alpha_share=final)  # Fisher p = 0.0066
+    assert at_gate.verdict == Verdict.FAIL
+    assert at_gate.threshold == "binomial test at 99%"
+
+
+def test_a_gross_regression_fails_at_the_first_in_step_look() -> None:
+    per_look = step_alpha_share(final=False, in_step_looks=4, information=0.2, alpha=0.01)
+    check = _ratio(countTest={})
+    # The first interval of a 300-connection step at weight 20: half the canary's connections refused.
+    refusing = judge(check, _side(30, 60), _side(0, 240), weight=20, alpha_share=per_look)
+    assert refusing.verdict == Verdict.FAIL, refusing.reason
+    # Every one of 10 connections refused, a minute into a slow step.
+    dead = judge(check, _side(10, 10), _side(0, 40), weight=20, alpha_share=per_look)
+    assert dead.verdict == Verdict.FAIL, dead.reason
+    # A +5 pp regression in that first interval is left to later looks and to the gate.
+    mild = judge(check, _side(3, 60), _side(0, 240), weight=20, alpha_share=per_look)
+    assert mild.verdict != Verdict.FAIL
+
+
+def _binomial_pmf(n: int, p: float) -> list[float]:
+    """P(X = k) for X ~ Binomial(n, p), for k up to where the tail is negligible."""
+    out, k = [], 0
+    while k <= n:
+        out.append(math.comb(n, k) * p**k * (1 - p) ** (n - k))
+        if k > n * p and sum(out) > 1 - 1e-12:
+            break
+        k += 1
+    return out
+
+
+def _fail_probability(check: MetricCheck, n_c: int, n_s: int, rate: float, share: float) -> float:
+    """Exact probability that one look at a healthy stream (both versions failing at ``rate``) FAILs."""
+    canary, stable = _binomial_pmf(n_c, rate), _binomial_pmf(n_s, rate)
+    total = 0.0
+    for k_c, p_c in enumerate(canary):
+        for k_s, p_s in enumerate(stable):
+            result = judge(check, _side(k_c, n_c), _side(k_s, n_s), weight=20, alpha_share=share)
+            if result.verdict == Verdict.FAIL:
+                total += p_c * p_s
+    return total
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.integers(100, 400),
+    st.sampled_from([20, 50]),
+    st.integers(2, 6),
+    st.sampled_from([0.0005, 0.001, 0.003, 0.01]),
+)
+def test_a_healthy_stream_is_rolled_back_at_most_the_budget_of_a_step_at_the_chosen_bounds(
+    n_c: int, weight: int, intervals: int, rate: float
+) -> None:
+    # Exact, not sampled: the in-step looks (one interval each) and the final gate (the whole step) of a
+    # step whose canary and stable fail at the same rate; their summed FAIL probabilities bound the step's.
+    check = _ratio(countTest={"confidence": 0.99})
+    n_s = n_c * (100 - weight) // weight
+    looks = intervals - 1
+    per_look = step_alpha_share(final=False, in_step_looks=looks, information=1 / intervals, alpha=0.01)
+    final = step_alpha_share(final=True, in_step_looks=looks, information=1 / intervals, alpha=0.01)
+    in_step = _fail_probability(check, n_c // intervals, n_s // intervals, rate, per_look)
+    at_gate = _fail_probability(check, n_c, n_s, rate, final)
+    assert looks * in_step + at_gate <= 0.01

@@ -15,11 +15,16 @@ statistics rather than a fixed threshold on a noisy ratio:
   refusing every connection fails after a few of them (10 failures in 10 connections give a 99 % lower
   bound of 0.63).
 * **Sample size** (``minConnections``, default 100): below it an error ratio cannot PASS.
-* **One error budget per step.** A step is judged several times (every interval, then the final gate),
-  and each look at a healthy canary is a chance of a false FAIL. The caller gives each look a share of
-  ``1 - confidence`` (``alpha_share``): the analysis service gives half to the final gate and splits the
-  other half over the in-step checks (Bonferroni), so ``confidence`` bounds the false-rollback rate of a
-  whole step, not of one look.
+* **One error budget per step, spent sequentially.** A step is judged several times (every interval, then
+  the final gate), and each look at a healthy canary is a chance of a false FAIL. The caller gives each
+  look a share of ``1 - confidence`` (``alpha_share``, from ``step_alpha_share``): a group-sequential
+  design with a Lan-DeMets O'Brien-Fleming-like spending function. An in-step look judges one analysis
+  interval, whose information is ``interval / stepDuration`` of the step's; it spends what the spending
+  function allows at that information, ``alpha(t) = 2 - 2 Phi(z_(1-alpha/2) / sqrt(t))``, which is tiny
+  (at ``t = 0.2`` and ``alpha = 1 %`` about 1e-6 of the budget), so a gross failure still fails at once
+  while the final gate keeps nearly all of the budget and its power. The final gate spends the rest, so
+  the shares of a step add up to exactly ``1 - confidence`` and ``confidence`` bounds the
+  false-rollback rate of a whole step (union bound), not of one look.
 
 Any query error (unreachable, timeout, NaN, several series) is INCONCLUSIVE with its cause; no data
 follows the check's ``onNoData``. A step never advances on INCONCLUSIVE.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from controller.core.measurement import QueryOutcome
@@ -220,10 +226,44 @@ def _no_data(check: MetricCheck, why: str, base: _Base) -> CheckResult:
     return base.result(verdict, f"no data: {why} (onNoData: {check.on_no_data})")
 
 
-def step_alpha_share(*, final: bool, in_step_looks: int) -> float:
-    """The share of ``1 - confidence`` one look at a step spends: half for the final gate, the other half
-    split over the in-step checks (see the module docstring)."""
-    return 0.5 if final else 0.5 / max(1, in_step_looks)
+def obrien_fleming_spent(information: float, *, alpha: float) -> float:
+    """The cumulative error ``alpha(t)`` a Lan-DeMets O'Brien-Fleming-like design has spent at information
+    ``t`` (0 to 1): ``2 - 2 Phi(z_(1-alpha/2) / sqrt(t))``. It is 0 at ``t = 0``, grows with ``t`` and is
+    exactly ``alpha`` at ``t = 1``; early information spends very little (Lan and DeMets, 1983)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if information <= 0:
+        return 0.0
+    if information >= 1:
+        return alpha
+    # 2 - 2 Phi(x) = erfc(x / sqrt 2), which keeps its precision in the far tail that early looks use.
+    boundary = NormalDist().inv_cdf(1.0 - alpha / 2.0) / math.sqrt(information)
+    return min(alpha, math.erfc(boundary / math.sqrt(2.0)))
+
+
+def check_alpha(check: MetricCheck) -> float:
+    """A check's error budget per step: ``1 - confidence`` of its countTest (99 % unless stated)."""
+    return 1.0 - (check.count_test.confidence if check.count_test is not None else DEFAULT_CONFIDENCE)
+
+
+def step_alpha_share(*, final: bool, in_step_looks: int, information: float, alpha: float) -> float:
+    """The share of a step's error budget ``alpha`` one look at the step spends (see the module docstring).
+
+    Args:
+        final: the step's gate (its whole window), not an in-step look.
+        in_step_looks: the most in-step looks a step can have (looks are at least an interval apart).
+        information: an in-step look's share of the step's information: its interval over the step's
+            duration.
+        alpha: the step's budget, ``1 - confidence``.
+
+    Each in-step look spends ``alpha(information) / alpha`` (O'Brien-Fleming-like, never more than half
+    the budget over all in-step looks); the final gate spends the rest, so the step's shares add up to
+    exactly 1.
+    """
+    looks = max(1, in_step_looks)
+    # Floored above 0 (judge refuses a zero share): 1e-300 of the budget can fail nothing but a certainty.
+    per_look = max(1e-300, min(obrien_fleming_spent(information, alpha=alpha) / alpha, 0.5 / looks))
+    return 1.0 - looks * per_look if final else per_look
 
 
 def judge(
@@ -299,8 +339,14 @@ def _judge_value(
 
 
 def _pct(confidence: float) -> str:
-    """A confidence as a short percentage: 99%, 99.5%, 99.875%."""
-    return f"{confidence * 100:.6g}%"
+    """A confidence as a short percentage with two significant digits of what it leaves out: 99%, 99.5%,
+    99.88%, 99.99999974% (an early in-step look), or 1 - 3e-12 beyond that."""
+    miss = 1.0 - confidence
+    if miss < 1e-10:
+        return f"1 - {miss:.2g}"
+    decimals = max(0, 1 - math.floor(math.log10(miss * 100)))
+    text = f"{confidence * 100:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "%"
 
 
 def _counts(side: SideData) -> tuple[float | None, float | None]:

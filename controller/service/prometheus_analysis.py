@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from controller.core.durations import parse_go_duration
-from controller.core.judgement import CheckResult, SideData, combine, judge, step_alpha_share
+from controller.core.judgement import CheckResult, SideData, check_alpha, combine, judge, step_alpha_share
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, MetricCheck
 from controller.core.promql import (
@@ -143,10 +143,11 @@ class PrometheusAnalysis:
         assert status.run_id is not None
         assert status.step_started_at is not None
         age = max(0.0, (now - status.step_started_at).total_seconds())
-        # One error budget per step: half for the final gate, half shared by the in-step checks.
+        # One error budget per step, spent sequentially: each in-step look (one interval's information)
+        # spends what an O'Brien-Fleming-like function allows, the final gate the rest (judgement.py).
         duration = policy.spec.schedule.step_duration_seconds
         looks = max(1, math.ceil(duration / analysis.interval_seconds) - 1)
-        alpha_share = step_alpha_share(final=final, in_step_looks=looks)
+        information = min(1.0, analysis.interval_seconds / duration) if duration > 0 else 1.0
         results = []
         for check in analysis.metrics:
             configured = parse_go_duration(check.window) if check.window else None
@@ -160,7 +161,9 @@ class PrometheusAnalysis:
                     weight=status.weight or 0,
                     at=now,
                     step_start=status.step_started_at,
-                    alpha_share=alpha_share,
+                    alpha_share=step_alpha_share(
+                        final=final, in_step_looks=looks, information=information, alpha=check_alpha(check)
+                    ),
                 )
             )
         verdict, reason = combine(results)
