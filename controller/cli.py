@@ -156,18 +156,105 @@ def schema() -> None:
     typer.echo(json.dumps(policy_json_schema(), indent=2))
 
 
+TIME_FORMS = "RFC 3339 (2026-11-23T10:00:00Z), Unix seconds (1795428000), now, or now-DURATION (now-2h30m)"
+
+
 def parse_time(text: str, *, now: datetime) -> datetime:
-    """RFC 3339 (``2026-11-23T10:00:00Z``), Unix seconds, ``now`` or ``now-1h30m``."""
+    """RFC 3339 (``2026-11-23T10:00:00Z``), Unix seconds, ``now`` or ``now-1h30m``.
+
+    Raises:
+        ValueError: any other text; the message names the accepted forms.
+    """
     if text == "now":
         return now
-    if text.startswith("now-"):
-        return now - timedelta(seconds=parse_go_duration(text[4:]))
     try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except ValueError:
-        pass
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if text.startswith("now-"):
+            return now - timedelta(seconds=parse_go_duration(text[4:]))
+        try:
+            return datetime.fromtimestamp(float(text), UTC)
+        except ValueError:
+            pass
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{text!r} is not a time; use {TIME_FORMS}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class ReplayFormat(StrEnum):
+    """Output formats of replay."""
+
+    text = "text"
+    yaml = "yaml"
+    json = "json"
+
+
+REPLAY_UNMEASURED = 3
+"""Exit code of a replay that measured nothing: Prometheus cannot be queried, or no data in the window."""
+
+
+def _sweep_values(text: str) -> tuple[str, list[object]]:
+    """``max=0.005,0.01`` -> ("max", [0.005, 0.01]); numbers become numbers, anything else stays text."""
+    setting, sep, listed = text.partition("=")
+    if not sep or not setting or not listed:
+        raise ValueError(f"--sweep {text!r}: expected SETTING=V1,V2,... (for example max=0.005,0.01,0.02)")
+    values: list[object] = []
+    for raw in listed.split(","):
+        item = raw.strip()
+        number: object
+        try:
+            number = int(item)
+        except ValueError:
+            try:
+                number = float(item)
+            except ValueError:
+                number = item
+        values.append(number)
+    return setting, values
+
+
+def _clock(moment: datetime | None) -> str:
+    return f"{moment:%H:%M:%S}" if moment is not None else "-"
+
+
+def _print_replay_text(result: Any) -> None:
+    from controller.service.replay import fold_evaluations  # noqa: PLC0415
+
+    document = result.as_dict()
+    typer.echo(f"# replay of {document['policy']} from {document['start']} to {document['end']}")
+    typer.echo(
+        f"outcome: {document['outcome']}"
+        + (f" at {document['rolledBackAt']} ({document['reason']})" if document["rolledBackAt"] else "")
+    )
+    if result.problem is not None:
+        typer.echo(f"nothing measured: {result.problem}")
+    for step in result.steps:
+        typer.echo(
+            f"step {step.index + 1} weight {step.weight}: {step.outcome}"
+            + (f" ({step.started_at:%H:%M:%S} - {step.ended_at:%H:%M:%S})" if step.started_at and step.ended_at else "")
+        )
+        for fold in fold_evaluations(step.evaluations):
+            if fold.count == 1:
+                typer.echo(f"  {_clock(fold.first.evaluated_at)} {fold.first.verdict}: {fold.first.reason}")
+            else:
+                span = f"{_clock(fold.first.evaluated_at)}-{_clock(fold.last.evaluated_at)}"
+                typer.echo(f"  {span} {fold.first.verdict} x {fold.count}: {fold.first.reason}")
+
+
+def _print_sweep_text(setting: str, runs: list[Any]) -> None:
+    first = runs[0].report
+    typer.echo(f"# sweep of {setting} for {first.policy} from {first.start.isoformat()} to {first.end.isoformat()}")
+    typer.echo(f"{setting:>14}  {'outcome':<40} {'rolled back at':<14} detection")
+    for run in runs:
+        report = run.report
+        seconds = report.detection_seconds
+        outcome = report.outcome if report.problem is None else f"{report.outcome} ({report.problem})"
+        typer.echo(
+            f"{run.value!s:>14}  {outcome:<40} {_clock(report.rolled_back_at):<14} "
+            + (f"{seconds:.0f} s after start" if seconds is not None else "-")
+        )
+    for run in runs:
+        if run.report.rolled_back_at is not None:
+            typer.echo(f"# {setting}={run.value}: {run.report.last_verdict}")
 
 
 @app.command()
@@ -176,15 +263,30 @@ def replay(
     prometheus: Annotated[str, typer.Option("--prometheus", help="Prometheus base URL.")],
     start: Annotated[str, typer.Option("--start", help="RFC 3339, Unix seconds, now or now-2h.")],
     end: Annotated[str, typer.Option("--end", help="RFC 3339, Unix seconds, now or now-1h.")] = "now",
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="yaml (a readable report) or json.")] = (
-        OutputFormat.yaml
-    ),
+    output: Annotated[
+        ReplayFormat, typer.Option("--output", "-o", help="text (a readable report, default), yaml or json.")
+    ] = ReplayFormat.text,
     name: Annotated[str | None, typer.Option("--name", help="Policy name, when the file holds several.")] = None,
     tick: Annotated[float, typer.Option("--tick", help="Simulated seconds between passes.")] = 5.0,
+    sweep_setting: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep",
+            help="Replay once per value of one setting: max=0.005,0.01,0.02 (errors.max with several checks; "
+            "also countTest.confidence, minConnections, failureLimit...).",
+        ),
+    ] = None,
 ) -> None:
-    """Replay a policy's schedule and analysis over recorded history: where would it have rolled back?"""
+    """Replay a policy's schedule and analysis over recorded history: where would it have rolled back?
+
+    Exit 0 when the replay measured something (whatever the outcome), 1 for an invalid policy or sweep
+    value, 2 for bad times or options, 3 when it measured nothing (Prometheus cannot be queried, or no
+    data in the window).
+    """
     from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader  # noqa: PLC0415
     from controller.service.replay import replay as run_replay  # noqa: PLC0415
+    from controller.service.replay import sweep as run_sweep  # noqa: PLC0415
+    from controller.service.replay import with_setting  # noqa: PLC0415
 
     documents, findings = read_yaml_file(policy)
     report = check_documents(documents)
@@ -201,35 +303,58 @@ def replay(
         raise typer.Exit(1)
     now = datetime.now(UTC)
     try:
-        begin, finish = parse_time(start, now=now), parse_time(end, now=now)
+        begin = parse_time(start, now=now)
     except ValueError as exc:
-        _err(f"invalid time: {exc}")
+        _err(f"invalid --start: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        finish = parse_time(end, now=now)
+    except ValueError as exc:
+        _err(f"invalid --end: {exc}")
         raise typer.Exit(2) from None
     if finish <= begin:
         _err("--end must be after --start")
         raise typer.Exit(2)
+    swept: tuple[str, list[object]] | None = None
+    if sweep_setting is not None:
+        try:
+            swept = _sweep_values(sweep_setting)
+        except ValueError as exc:
+            _err(str(exc))
+            raise typer.Exit(2) from None
+        try:
+            for value in swept[1]:
+                with_setting(chosen[0], swept[0], value)
+        except ValueError as exc:
+            _err(f"--sweep {exc}")
+            raise typer.Exit(1) from None
     metrics = PrometheusMetricsSource(default_url=prometheus, secrets=SecretReader())
     try:
-        result = run_replay(chosen[0], metrics, start=begin, end=finish, tick_seconds=tick)
+        if swept is not None:
+            runs = run_sweep(
+                chosen[0], metrics, setting=swept[0], values=swept[1], start=begin, end=finish, tick_seconds=tick
+            )
+        else:
+            result = run_replay(chosen[0], metrics, start=begin, end=finish, tick_seconds=tick)
     finally:
         metrics.close()
-    document = result.as_dict()
-    if output is OutputFormat.json:
+    if swept is not None:
+        problems = [run.report.problem for run in runs if run.report.problem is not None]
+        document: Any = {"setting": swept[0], "runs": [run.as_dict() for run in runs]}
+        if output is ReplayFormat.text:
+            _print_sweep_text(swept[0], runs)
+    else:
+        problems = [result.problem] if result.problem is not None else []
+        document = result.as_dict()
+        if output is ReplayFormat.text:
+            _print_replay_text(result)
+    if output is ReplayFormat.json:
         typer.echo(json.dumps(document, indent=2))
-        return
-    typer.echo(f"# replay of {document['policy']} from {document['start']} to {document['end']}")
-    typer.echo(
-        f"outcome: {document['outcome']}"
-        + (f" at {document['rolledBackAt']} ({document['reason']})" if document["rolledBackAt"] else "")
-    )
-    for step in result.steps:
-        typer.echo(
-            f"step {step.index + 1} weight {step.weight}: {step.outcome}"
-            + (f" ({step.started_at:%H:%M:%S} - {step.ended_at:%H:%M:%S})" if step.started_at and step.ended_at else "")
-        )
-        for evaluation in step.evaluations:
-            at = f"{evaluation.evaluated_at:%H:%M:%S}" if evaluation.evaluated_at else "-"
-            typer.echo(f"  {at} {evaluation.verdict}: {evaluation.reason}")
+    elif output is ReplayFormat.yaml:
+        typer.echo(yaml.dump(document, Dumper=_SafeDumper, sort_keys=False, allow_unicode=True), nl=False)
+    if problems:
+        _err(f"replay measured nothing: {problems[0]}")
+        raise typer.Exit(REPLAY_UNMEASURED)
 
 
 def run() -> None:

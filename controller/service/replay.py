@@ -5,13 +5,21 @@ The replay drives the very state machine and analysis the controller uses, again
 ``start`` to ``end``; Prometheus answers every query at the simulated time. So the steps, gates,
 ``failureLimit``, ``maxInconclusive`` and rollbacks are exactly what the live controller would have done
 on that traffic, and thresholds can be tuned before anyone trusts them.
+
+A replay that measured nothing says so (``ReplayReport.problem``) instead of "still running": a Prometheus
+that cannot be queried is found by one probe before the walk, and a window where no query returned data
+is found after it. ``sweep`` replays the same history once per value of one setting (``max=0.005,0.01``),
+so thresholds can be chosen from the outcomes and detection times side by side.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import (
@@ -70,6 +78,19 @@ class ReplayReport:
     steps: list[ReplayStep]
     rolled_back_at: datetime | None = None
     reason: str = ""
+    problem: str | None = None
+    """Why the replay tells nothing (Prometheus cannot be queried, no data in the window); None when it measured."""
+
+    @property
+    def detection_seconds(self) -> float | None:
+        """Seconds from ``start`` to the rollback, None when it did not roll back."""
+        return (self.rolled_back_at - self.start).total_seconds() if self.rolled_back_at is not None else None
+
+    @property
+    def last_verdict(self) -> str:
+        """The reason of the last evaluation of the step the replay ended in ("" when none ran)."""
+        reached = [step for step in self.steps if step.evaluations]
+        return reached[-1].evaluations[-1].reason if reached else ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -78,10 +99,62 @@ class ReplayReport:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "outcome": self.outcome,
+            "problem": self.problem,
             "rolledBackAt": self.rolled_back_at.isoformat() if self.rolled_back_at else None,
             "reason": self.reason,
             "steps": [step.as_dict() for step in self.steps],
         }
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A run of consecutive evaluations with the same verdict and reason, shown as one line."""
+
+    first: AnalysisResult
+    last: AnalysisResult
+    count: int
+
+
+def fold_evaluations(evaluations: Sequence[AnalysisResult]) -> list[Fold]:
+    """Consecutive evaluations with the same verdict and reason folded into one ``Fold`` each."""
+    folds: list[Fold] = []
+    for evaluation in evaluations:
+        if folds and (folds[-1].last.verdict, folds[-1].last.reason) == (evaluation.verdict, evaluation.reason):
+            folds[-1] = Fold(first=folds[-1].first, last=evaluation, count=folds[-1].count + 1)
+        else:
+            folds.append(Fold(first=evaluation, last=evaluation, count=1))
+    return folds
+
+
+_MEASURED = ("canaryValue", "stableValue", "canaryConnections", "stableConnections")
+
+
+def _measured(evaluation: AnalysisResult) -> bool:
+    return any(check.get(key) is not None for check in evaluation.checks for key in _MEASURED)
+
+
+def _query_error(evaluation: AnalysisResult) -> str | None:
+    """The error of the first failed query of an evaluation, None when none failed."""
+    for check in evaluation.checks:
+        reason = str(check.get("reason", ""))
+        if reason.startswith("query failed: "):
+            return reason.removeprefix("query failed: ")
+    return None
+
+
+def _unmeasured(report: ReplayReport) -> str | None:
+    """Why a finished replay tells nothing, or None when some evaluation measured a value."""
+    evaluations = [e for step in report.steps for e in step.evaluations]
+    if not evaluations or any(_measured(e) for e in evaluations):
+        return None
+    errors = [error for error in map(_query_error, evaluations) if error is not None]
+    if errors:
+        return f"no query succeeded in {len(evaluations)} evaluations: {errors[-1]}"
+    return (
+        f"no data from {report.start.isoformat()} to {report.end.isoformat()}: none of {len(evaluations)} "
+        f"evaluations measured a value (last: {evaluations[-1].reason}); check the time range and "
+        "spec.analysis.selector"
+    )
 
 
 def _synthetic_target(policy: CanaryPolicy) -> dict[str, Any]:
@@ -142,6 +215,11 @@ def replay(
         outcome="still running at the end of the window",
         steps=steps,
     )
+    probe = metrics.query(query="vector(1)", at=start, connection=policy)
+    if probe.error is not None:
+        report.problem = f"Prometheus cannot be queried: {probe.error}"
+        report.outcome = "not replayed"
+        return report
     while now <= end:
         verdict = analysis.verdict(policy=policy, status=status, now=now)
         if verdict is not None and verdict.evaluated_at is not None and verdict.evaluated_at not in seen:
@@ -185,4 +263,91 @@ def replay(
     for step in steps:
         if step.started_at is not None and step.outcome == "not reached":
             step.outcome = "in progress"
+    report.problem = _unmeasured(report)
     return report
+
+
+# -- sweeps -----------------------------------------------------------------------------------------
+
+_ANALYSIS_FIELDS = ("interval", "failureLimit", "maxInconclusive", "onInconclusive")
+
+
+def with_setting(policy: CanaryPolicy, setting: str, value: object) -> CanaryPolicy:
+    """``policy`` with one analysis setting changed, validated like the policy itself.
+
+    ``setting`` is a field path as written in YAML: a check's field (``max``, ``minConnections``,
+    ``countTest.confidence``), prefixed by the check's name when the policy has several (``errors.max``), or
+    an analysis field (``failureLimit``, ``maxInconclusive``, ``interval``).
+
+    Raises:
+        ValueError: the setting names no field, or the value is not valid there (the message says why).
+    """
+    document = policy.model_dump(mode="json", exclude_none=True)
+    analysis = document["spec"].get("analysis")
+    if analysis is None:
+        raise ValueError("the policy has no spec.analysis")
+    path = setting.split(".")
+    checks = {check["name"]: check for check in analysis["metrics"]}
+    node: dict[str, Any]
+    if path[0] in _ANALYSIS_FIELDS:
+        node = analysis
+    elif path[0] in checks and len(path) > 1:
+        node, path = checks[path[0]], path[1:]
+    elif len(checks) == 1:
+        node = next(iter(checks.values()))
+    else:
+        raise ValueError(f"{setting}: name the check first ({', '.join(f'{name}.{setting}' for name in checks)})")
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"{setting}: {part} is not a group of fields")
+        node = child
+    node[path[-1]] = value
+    try:
+        return CanaryPolicy.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors(include_url=False)
+        )
+        raise ValueError(f"{setting}={value}: {problems}") from None
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """The replay of one value of the swept setting."""
+
+    value: object
+    report: ReplayReport
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form: the outcome and detection time first, then the whole replay."""
+        return {
+            "value": self.value,
+            "outcome": self.report.outcome,
+            "rolledBackAt": self.report.rolled_back_at.isoformat() if self.report.rolled_back_at else None,
+            "detectionSeconds": self.report.detection_seconds,
+            "lastVerdict": self.report.last_verdict,
+            "replay": self.report.as_dict(),
+        }
+
+
+def sweep(
+    policy: CanaryPolicy,
+    metrics: MetricsSource,
+    *,
+    setting: str,
+    values: Sequence[object],
+    start: datetime,
+    end: datetime,
+    tick_seconds: float = 5.0,
+) -> list[SweepRun]:
+    """Replay ``policy`` over ``[start, end]`` once per value of ``setting`` (see :func:`with_setting`).
+
+    Raises:
+        ValueError: a value is not valid for the setting (checked for every value before any replay).
+    """
+    variants = [with_setting(policy, setting, value) for value in values]
+    return [
+        SweepRun(value=value, report=replay(variant, metrics, start=start, end=end, tick_seconds=tick_seconds))
+        for value, variant in zip(values, variants, strict=True)
+    ]
