@@ -508,6 +508,21 @@ class MetricSelector(_Model):
     )
 
 
+class TrafficShareCheck(_Model):
+    """Whether the canary gets the share of new connections its weight says (docs/analysis.md)."""
+
+    check: Literal["hold", "fail", "off"] = Field(
+        "hold",
+        description="When the canary's share of new connections is far from the written weight: hold the step "
+        "(inconclusive, default), fail (roll back), or off (only show the share).",
+    )
+    tolerance: Annotated[float, Field(ge=0, le=100)] = Field(
+        5.0,
+        description="Percentage points the share may stray from the weight (default 5); it is off only when its "
+        "whole 99.9 % binomial interval lies outside weight +- tolerance.",
+    )
+
+
 class Analysis(_Model):
     """Prometheus checks during and at the end of every step."""
 
@@ -524,6 +539,11 @@ class Analysis(_Model):
         "onInconclusive applies. Unset: wait forever.",
     )
     on_inconclusive: Literal["pause", "rollback"] = Field("pause", description="pause (default) or rollback.")
+    traffic_share: TrafficShareCheck | None = Field(
+        None,
+        description="The canary's share of new connections tested against the written weight; default: hold "
+        "the step when it is far off, tolerance 5 percentage points.",
+    )
     scrape_interval: GoDuration | None = Field(
         None,
         description="How often Prometheus scrapes the counters the checks read; default learned from the samples' "
