@@ -115,3 +115,34 @@ def test_command_line_writes_json_and_prints_markdown(tmp_path: Path, capsys: py
     out = capsys.readouterr().out
     assert "| canary conns |" in out
     assert "Power bound" in out
+
+
+@pytest.mark.parametrize(("n_c", "n_s"), [(300, 1200), (100, 100), (1000, 4000)])
+@pytest.mark.parametrize("rate", [0.0005, 0.001, 0.01, 0.2])
+def test_the_unknown_stable_bound_rolls_back_exactly_the_budget_of_healthy_canaries(
+    n_c: int, n_s: int, rate: float
+) -> None:
+    assert bench.umpu_power(n_c, n_s, rate, rate, 0.01) == pytest.approx(0.01, abs=1e-9)
+
+
+@pytest.mark.parametrize(("n", "canary_rate"), [(100, 0.011), (300, 0.011), (1000, 0.011), (300, 0.051)])
+def test_not_knowing_the_stable_rate_costs_power(n: int, canary_rate: float) -> None:
+    known = bench.best_power(n, 0.001, canary_rate, 0.01)
+    unknown = bench.umpu_power(n, 4 * n, canary_rate, 0.001, 0.01)
+    assert 0.01 < unknown < known
+
+
+def test_issue_15s_table_has_now_before_bounds_and_connections_to_rollback(report: dict[str, Any]) -> None:
+    section = report["issue15"]
+    assert section["rule"] == "ours-ctl"
+    rows = {row["canaryConnections"]: row for row in section["weights"]["20"]["rows"]}
+    broken = rows[300]["broken"]
+    # A canary refusing every connection is rolled back by the first in-step look, after one interval's traffic.
+    assert broken["wrongRate"] == 0.0
+    assert broken["meanConnectionsToRollback"] == 300 / SMALL.intervals
+    assert broken["rolledBackInStepRate"] == 1.0
+    assert broken["boundUnknownStable"] == pytest.approx(0.0, abs=1e-9)
+    assert rows[300]["healthy"]["meanConnectionsToRollback"] is None or rows[300]["healthy"]["wrongRate"] > 0
+    markdown = bench.markdown(report)
+    assert "**Issue 15:" in markdown
+    assert "| 300 | " in markdown.split("**Issue 15:")[1]
