@@ -4,18 +4,20 @@ Emulates the REST paths the official clients build: ``/api/v1/...`` and ``/apis/
 namespaced and cluster-wide collections, objects and their ``/status``; legacy discovery (``/api``,
 ``/apis``, ``/apis/{group}``, ``/apis/{group}/{version}``), ``/version`` and the health endpoints. Watches
 are chunked ``application/json`` streams of one event per line, ended by ``timeoutSeconds``, by a dropped
-client, by shutdown or by fault injection. ``Warning`` headers carry pruning and deprecation warnings.
+client, by shutdown or by fault injection. ``/openapi/v2`` and ``/openapi/v3`` serve the CRDs' documents
+(see ``openapi``). ``Warning`` headers carry pruning and deprecation warnings.
 Each connection gets a thread (HTTP/1.1 keep-alive); shutdown closes every connection and joins every
 thread.
 
 Deliberately not emulated: TLS and authentication (plain HTTP on loopback; any credentials are ignored),
 protobuf and YAML bodies, the deprecated ``/watch/`` path prefix, ``deletecollection``,
-``/openapi``, aggregated discovery, WebSocket and SPDY upgrades (``exec``, ``logs``, ``port-forward``).
+aggregated discovery, WebSocket and SPDY upgrades (``exec``, ``logs``, ``port-forward``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import select
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from controller.sandbox.kubeapi import openapi
 from controller.sandbox.kubeapi.faults import RequestInfo
 from controller.sandbox.kubeapi.patch import JSON_PATCH, parse_json_patch
 from controller.sandbox.kubeapi.resources import Registry, ResourceType
@@ -269,6 +272,9 @@ class KubeApiHandler(BaseHTTPRequestHandler):
             raw = self._read_body()
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            if url.path == "/openapi" or url.path.startswith("/openapi/"):
+                self._serve_openapi(method, url.path)
+                return
             routed = route(method, url.path, query, emulator.store.registry)
             fault = emulator.faults.take(routed.info)
             if fault is not None:
@@ -314,6 +320,44 @@ class KubeApiHandler(BaseHTTPRequestHandler):
         except Exception as exc:
             _LOG.exception("kubeapi emulator failed on %s %s", method, self.path)
             self._answer_error(internal(f"{type(exc).__name__}: {exc}"))
+
+    def _serve_openapi(self, method: str, path: str) -> None:
+        """``/openapi/v2`` (JSON or gnostic protobuf by ``Accept``) and the ``/openapi/v3`` documents."""
+        if method != "GET":
+            raise method_not_allowed(method, "", path)
+        registry = self.server.emulator.store.registry
+        parts = [p for p in path.split("/") if p]
+        if parts == ["openapi", "v2"]:
+            chosen = openapi.negotiate_v2(self.headers.get("Accept"))
+            if chosen is None:
+                self._send_bytes(406, b"", "text/plain; charset=utf-8")
+                return
+            document = openapi.v2_document(registry)
+            text = json.dumps(document, separators=(",", ":")).encode()
+            etag = '"' + hashlib.sha512(text).hexdigest().upper() + '"'
+            data = openapi.v2_protobuf(document) if chosen == openapi.PROTOBUF_V2 else text
+            self._send_bytes(200, data, chosen, {"Etag": etag})
+            return
+        if parts == ["openapi", "v3"]:
+            self._send_json(200, openapi.v3_discovery(registry))
+            return
+        if len(parts) == 5 and parts[:3] == ["openapi", "v3", "apis"]:
+            group_version = openapi.v3_document(registry, parts[3], parts[4])
+            if group_version is not None:
+                self._send_json(200, group_version)
+                return
+        raise path_not_found()
+
+    def _send_bytes(self, code: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Vary", "Accept")
+        self.end_headers()
+        self.wfile.write(data)
 
     def _answer_error(self, error: ApiError) -> None:
         try:
