@@ -283,7 +283,8 @@ def replay(
     value, 2 for bad times or options, 3 when it measured nothing (Prometheus cannot be queried, or no
     data in the window).
     """
-    from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader  # noqa: PLC0415
+    from controller.adapters.kubernetes.secrets import SecretReader  # noqa: PLC0415
+    from controller.adapters.prometheus import PrometheusMetricsSource  # noqa: PLC0415
     from controller.service.replay import replay as run_replay  # noqa: PLC0415
     from controller.service.replay import sweep as run_sweep  # noqa: PLC0415
     from controller.service.replay import with_setting  # noqa: PLC0415

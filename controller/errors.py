@@ -18,8 +18,18 @@
                                      the leader (or this replica, once it leads again) retries
         +-- WriterYieldedError       a policy left to another controller seen writing it (election off);
                                      this one writes again once the other has been silent a lease duration
+    +-- SecretError                  a secret reference (env var, Secret key) cannot be resolved; retrying
+                                     helps once it exists or RBAC allows reading it
+    +-- AlertDeliveryError           an alert sink did not take a message; ``retryable`` (set per error)
+                                     says whether trying again can help (5xx, 429, 408, timeouts)
 
 Each carries ``problems``: one line per problem, for people.
+
+Adapters translate their libraries' errors into these in one place and keep the cause (``raise ... from
+exc``), except where the cause would carry a secret into a traceback: an alert sink's transport error (its
+text and its request hold the webhook URL, whose path is the credential) and a Secret value that does not
+decode (the decoding error holds the value's bytes) are raised ``from None``; their messages say what
+happened instead.
 """
 
 from __future__ import annotations
@@ -87,3 +97,41 @@ class NotLeaderError(CanaryError):
 
 class WriterYieldedError(NotLeaderError):
     """Another controller writes this policy and this one yields to it, so it must not write the policy."""
+
+
+class SecretError(CanaryError):
+    """A secret reference cannot be resolved. The message names the reference, never the value.
+
+    Retrying helps once the Secret or variable exists (or RBAC allows reading it).
+    """
+
+    retryable = True
+
+
+class AlertDeliveryError(CanaryError):
+    """A sink could not deliver a message.
+
+    The message names the sink, where it sent (``scheme://host/…`` for secret URLs) and the HTTP status or
+    network failure, with the remote body cut short; never a webhook URL or a signing secret.
+
+    Attributes:
+        sink: the sink's name (``slack``, ``alertmanager``...).
+        status: the HTTP status (0: no answer).
+        retryable: True when trying again can help (5xx, 429, 408, timeouts, network errors).
+        retry_after: seconds the service asked to wait (``Retry-After``, Discord's ``retry_after``), if any.
+    """
+
+    def __init__(
+        self,
+        problems: list[str],
+        *,
+        sink: str,
+        status: int = 0,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(problems)
+        self.sink = sink
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from controller.core.alerts import AlertMessage
 from controller.core.measurement import QueryOutcome, VectorOutcome
@@ -190,11 +190,24 @@ class GroupedMetricsSource(MetricsSource, Protocol):
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """The final outcome of delivering one alert to one route (after the adapter's retries)."""
+    """What became of one alert at one route (or sink), after the adapter's retries.
 
-    result: str  # "sent" or "failed"
+    Attributes:
+        result: ``sent`` or ``failed``.
+        attempts: requests made (1 = no retry; 0 = none, e.g. the route's secret could not be read).
+        error: the last error's message when failed, else None.
+        sink: the sink's name (``slack``, ``alertmanager``...), when known.
+        duration_seconds: time spent, waits included.
+        retryable: for a failure, whether a later delivery could still succeed (the last error was
+            retryable and only attempts or time ran out).
+    """
+
+    result: Literal["sent", "failed"]
     attempts: int
     error: str | None = None
+    sink: str = ""
+    duration_seconds: float = 0.0
+    retryable: bool = False
 
 
 class AlertDelivery(Protocol):

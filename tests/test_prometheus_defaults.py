@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.policy import CanaryPolicy
 from controller.runtime.composition import default_prometheus
 from controller.settings import Settings

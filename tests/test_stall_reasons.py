@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import Phase, RolloutStatus, Verdict

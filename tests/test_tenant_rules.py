@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.admission import TenantRules, refusals
 from controller.core.alerts import graph_url
 from controller.core.policy import CanaryPolicy, PrometheusSpec

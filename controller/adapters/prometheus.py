@@ -8,10 +8,9 @@ Connections come from the policy's ``spec.analysis.prometheus`` (falling back to
 defaults field by field, but only for the default URL: a policy naming another server gets none of the
 default credentials, headers or TLS settings). Each distinct connection (URL, authentication, headers,
 TLS, timeout) gets one ``PrometheusConnect`` client, reused across queries; credentials only enter the
-cache key as SHA-256 digests. Secrets are never inline in a policy: ``SecretReader`` resolves a
-``SecretRef`` from an environment variable of the controller or a key of a Kubernetes Secret in the
-policy's namespace (which references a CanaryPolicy resource may use is decided before, by
-``controller.core.admission``).
+cache key as SHA-256 digests. Secrets are never inline in a policy: ``SecretReader``
+(``controller.adapters.kubernetes.secrets``) resolves a ``SecretRef`` from an environment variable of the
+controller or a key of a Kubernetes Secret in the policy's namespace.
 
 prometheus-api-client (and ``requests`` under it) is confined to this module.
 """
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -30,10 +28,9 @@ import os
 import re
 import tempfile
 import threading
-import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,21 +42,18 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from controller.adapters.kubernetes.api import KubeApi
+from controller.adapters.kubernetes.secrets import SecretReader, describe_ref
+from controller.adapters.redaction import MAX_MESSAGE, MIN_REDACTED, cut
 from controller.core.durations import parse_go_duration
 from controller.core.measurement import QueryOutcome, VectorOutcome
-from controller.core.policy import CanaryPolicy, PrometheusSpec, SecretRef
+from controller.core.policy import CanaryPolicy, PrometheusSpec
 from controller.core.url_rules import same_url, strip_userinfo
-from controller.errors import ApiError, CanaryError, PolicyError
+from controller.errors import CanaryError, PolicyError, SecretError
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 300
-"""Longest error text taken from Prometheus (or from a failed connection) into an outcome."""
 MAX_CLIENTS = 64
 """Clients kept for distinct connections; the least recently used one is closed beyond this."""
-MIN_REDACTED = 4
-"""Secrets shorter than this are not searched for in messages (they would garble every message)."""
 _IDENTIFYING = (
     "job",
     "instance",
@@ -78,116 +72,6 @@ _ERRNO = re.compile(r"\[Errno -?\d+\]\s*([^'\")]+)")
 
 # Why nothing can be measured when neither the policy nor the controller names a Prometheus.
 NO_PROMETHEUS_URL = "no Prometheus URL (set CANARY_PROMETHEUS_URL or spec.analysis.prometheus.url)"
-
-
-class SecretError(CanaryError):
-    """A secret reference cannot be resolved. The message names the reference, never the value.
-
-    Retrying helps once the Secret or variable exists (or RBAC allows reading it).
-    """
-
-    retryable = True
-
-
-def describe_ref(ref: SecretRef, *, namespace: str) -> str:
-    """The reference in words, for messages: ``env var PROM_TOKEN`` or ``Secret ns/name key token``."""
-    if ref.env is not None:
-        return f"env var {ref.env}"
-    assert ref.secret_key_ref is not None  # exactly one is set (schema rule)
-    return f"Secret {namespace}/{ref.secret_key_ref.name} key {ref.secret_key_ref.key!r}"
-
-
-class SecretReader:
-    """Resolves ``SecretRef`` values: an environment variable of the controller, or a Kubernetes Secret key.
-
-    Secrets are read through ``KubeApi`` (CoreV1 ``read_namespaced_secret``) and kept for ``ttl_seconds``
-    so that a check every few seconds does not read the Secret every time, while a rotated value is picked
-    up soon. Failures are not cached.
-
-    Args:
-        kube: the API to read Secrets from; None when only environment variables may be used.
-        environ: the environment to read variables from (default: the process environment).
-        ttl_seconds: how long a Secret read stays cached.
-        clock: monotonic seconds (injected by tests).
-    """
-
-    def __init__(
-        self,
-        *,
-        kube: KubeApi | None = None,
-        environ: Mapping[str, str] | None = None,
-        ttl_seconds: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._kube = kube
-        self._environ = environ
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"SecretReader(kube={self._kube is not None}, ttl_seconds={self._ttl})"
-
-    def read(self, ref: SecretRef, *, namespace: str) -> str:
-        """The value ``ref`` points to, as text.
-
-        Args:
-            ref: the reference (exactly one of ``env`` or ``secretKeyRef``).
-            namespace: where a ``secretKeyRef`` Secret lives (the policy's namespace).
-
-        Raises:
-            SecretError: the variable is unset or empty, the Secret or key is missing or unreadable, or the
-                value is not UTF-8 text. The message names the reference, never the value.
-        """
-        if ref.env is not None:
-            environ = os.environ if self._environ is None else self._environ
-            value = environ.get(ref.env)
-            if not value:
-                raise SecretError([f"{describe_ref(ref, namespace=namespace)} is not set in the controller"])
-            return value
-        selector = ref.secret_key_ref
-        assert selector is not None  # exactly one is set (schema rule)
-        what = describe_ref(ref, namespace=namespace)
-        data = self._secret_data(namespace, selector.name)
-        if selector.key not in data:
-            keys = ", ".join(sorted(data)) or "none"
-            raise SecretError([f"{what}: the Secret has no such key (its keys: {keys})"])
-        try:
-            value = base64.b64decode(data[selector.key], validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise SecretError([f"{what}: the value is not base64-encoded UTF-8 text"]) from None
-        if not value:
-            raise SecretError([f"{what} is empty"])
-        return value
-
-    def _secret_data(self, namespace: str, name: str) -> dict[str, str]:
-        """The ``data`` of a Secret (base64 values), from the cache while fresh."""
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get((namespace, name))
-            if cached is not None and cached[0] > now:
-                return cached[1]
-        kube = self._kube
-        if kube is None:
-            raise SecretError(
-                [f"Secret {namespace}/{name}: no Kubernetes API is configured to read Secrets (use an env ref)"]
-            )
-        try:
-            secret = kube.call(
-                lambda: kube.core.read_namespaced_secret(name, namespace, _request_timeout=kube.timeout),
-                verb="get",
-                resource="secrets",
-                group="",
-                namespace=namespace,
-                name=name,
-            )
-        except ApiError as exc:
-            raise SecretError([f"cannot read Secret {namespace}/{name}: {exc}"]) from None
-        data = {str(key): str(value) for key, value in (secret.data or {}).items()}
-        with self._lock:
-            self._cache[(namespace, name)] = (now + self._ttl, data)
-        return data
 
 
 @dataclass(frozen=True)
@@ -231,12 +115,6 @@ class PrometheusConnection:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    """``text`` on one line, at most ``limit`` characters (``...`` marks a cut)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _seconds(value: float) -> str:

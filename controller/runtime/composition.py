@@ -14,10 +14,11 @@ from types import FrameType
 from pydantic import ValidationError
 
 from controller import __version__
-from controller.adapters.alert_delivery import HttpAlertDelivery
+from controller.adapters.alerts import HttpAlertDelivery
 from controller.adapters.kubernetes.api import KubeApi, load_api_client
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
 from controller.adapters.kubernetes.leases import LeaderElector, LeaseLock
+from controller.adapters.kubernetes.secrets import SecretReader
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
@@ -27,7 +28,7 @@ from controller.adapters.policy_sources import (
     file_problem_object,
     merge_snapshots,
 )
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.admission import TenantRules
 from controller.core.policy import PrometheusSpec
 from controller.errors import CanaryError

@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.adapters.alert_sinks import (
+from controller.adapters.alerts import (
     SINK_KINDS,
-    AlertDeliveryError,
     AlertmanagerSink,
     DiscordSink,
     SlackSink,
@@ -31,6 +30,7 @@ from controller.adapters.alert_sinks import (
     verify_signature,
 )
 from controller.core.alerts import AlertMessage
+from controller.errors import AlertDeliveryError
 from tests.alerts.conftest import (
     ERROR_RATE_QUERY,
     AlertmanagerServer,

@@ -21,7 +21,8 @@ import pytest
 from kubernetes import client
 
 from controller.adapters.kubernetes.api import KubeApi
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from tests.conftest import SHARED_ISTIO
 from tests.prom.servers import (
     DrivenExporter,

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.policy import CanaryPolicy
 from controller.core.problems import validate_policy
 from controller.core.promql import ISTIO_OPENED

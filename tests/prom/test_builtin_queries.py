@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.promql import (
     ISTIO_OPENED,
     CountQueries,

@@ -21,9 +21,11 @@ import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
 from controller.adapters.kubernetes.api import KubeApi
-from controller.adapters.prometheus import PrometheusMetricsSource, SecretError, SecretReader
+from controller.adapters.kubernetes.secrets import SecretReader
+from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy, SecretRef
+from controller.errors import SecretError
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.sandbox.processes import free_port
 from tests.conftest import policy_doc

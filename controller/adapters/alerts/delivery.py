@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import httpx
 
-from controller.adapters.alert_sinks import deliver, make_sink
-from controller.adapters.prometheus import SecretReader
+from controller.adapters.alerts.alertmanager import AlertmanagerSink
+from controller.adapters.alerts.discord import DiscordSink
+from controller.adapters.alerts.retry import AlertSink, deliver
+from controller.adapters.alerts.slack import SlackSink
+from controller.adapters.alerts.teams import TeamsSink
+from controller.adapters.alerts.webhook import WebhookSink
+from controller.adapters.kubernetes.secrets import SecretReader
 from controller.core.alerts import AlertMessage
 from controller.core.policy import AlertRoute, CanaryPolicy
 from controller.errors import CanaryError
 from controller.ports import DeliveryResult
+
+SinkKind = Literal["alertmanager", "slack", "teams", "discord", "webhook"]
+SINK_KINDS: tuple[SinkKind, ...] = ("alertmanager", "slack", "teams", "discord", "webhook")
+
+
+def make_sink(kind: SinkKind, client: httpx.Client, *, url: str, secret: str | None = None) -> AlertSink:
+    """The sink of ``kind`` for ``url`` (resolve URLs and secrets from a ``SecretRef`` with ``SecretReader``).
+
+    Args:
+        kind: one of ``SINK_KINDS``.
+        client: the HTTP client.
+        url: Alertmanager's base URL or the webhook URL.
+        secret: the HMAC key (``webhook`` only).
+
+    Raises:
+        ValueError: an unknown kind, a URL that is not absolute http(s), or a secret for a sink that signs
+            nothing. The message never contains the URL.
+    """
+    if secret is not None and kind != "webhook":
+        raise ValueError(f"{kind} sink: only the webhook sink takes a signing secret")
+    if kind == "alertmanager":
+        return AlertmanagerSink(client, url=url)
+    if kind == "slack":
+        return SlackSink(client, webhook_url=url)
+    if kind == "teams":
+        return TeamsSink(client, webhook_url=url)
+    if kind == "discord":
+        return DiscordSink(client, webhook_url=url)
+    if kind == "webhook":
+        return WebhookSink(client, url=url, secret=secret)
+    raise ValueError(f"unknown alert sink kind {kind!r} (known: {', '.join(SINK_KINDS)})")
 
 
 class HttpAlertDelivery:
@@ -57,6 +95,5 @@ class HttpAlertDelivery:
                 url = self.secrets.read(target.webhook_url, namespace=namespace).strip()
             sink = make_sink(route.sink, self._client, url=url, secret=secret)  # type: ignore[arg-type]
         except (CanaryError, ValueError) as exc:
-            return DeliveryResult(result="failed", attempts=0, error=f"{route.name}: {exc}")
-        outcome = deliver(sink, message, attempts=self.attempts, deadline_seconds=self.deadline_seconds)
-        return DeliveryResult(result=outcome.result, attempts=outcome.attempts, error=outcome.error)
+            return DeliveryResult(result="failed", attempts=0, error=f"{route.name}: {exc}", sink=route.sink)
+        return deliver(sink, message, attempts=self.attempts, deadline_seconds=self.deadline_seconds)
