@@ -306,12 +306,12 @@ def our_verdict(
     *,
     weight: int,
     template: str = TEMPLATE,
-    alpha_share: float = 0.5,
+    alpha_share: float = 1.0,
 ) -> Verdict:
     """The verdict of one evaluation of the check on these counts, as the analysis service reaches it.
 
-    ``alpha_share``: the look's share of the step's error budget (``step_alpha_share``; the final gate's 0.5
-    by default).
+    ``alpha_share``: the look's share of the step's error budget (``step_alpha_share``; the whole budget,
+    a look judged alone, by default).
     """
     key = (policy, template, k_c, n_c, k_s, n_s, weight, alpha_share)
     verdict = _VERDICTS.get(key)
