@@ -14,6 +14,8 @@
                                      cannot help until RBAC changes
         +-- NotFoundError            404
         +-- UnavailableError         5xx, timeouts, refused connections: retrying helps
+    +-- KubeconfigError              no usable cluster configuration (kubeconfig, context, in-cluster
+                                     account); retrying cannot help until it is fixed
     +-- NotLeaderError               a write refused because this replica does not hold the leader lease;
                                      the leader (or this replica, once it leads again) retries
         +-- WriterYieldedError       a policy left to another controller seen writing it (election off);
@@ -24,6 +26,8 @@
                                      says whether trying again can help (5xx, 429, 408, timeouts)
 
 Each carries ``problems``: one line per problem, for people.
+An ``ApiError`` keeps the client's exception as its cause, with the response body cut to 300
+characters and the response headers dropped: a logged traceback never carries a whole remote body.
 
 Adapters translate their libraries' errors into these in one place and keep the cause (``raise ... from
 exc``), except where the cause would carry a secret into a traceback: an alert sink's transport error (its
@@ -89,6 +93,10 @@ class UnavailableError(ApiError):
     """The API server did not answer usefully (5xx, timeout, connection refused)."""
 
     retryable = True
+
+
+class KubeconfigError(CanaryError):
+    """No usable cluster configuration: no kubeconfig (or a broken one), and not running in a cluster."""
 
 
 class NotLeaderError(CanaryError):

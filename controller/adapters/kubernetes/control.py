@@ -12,24 +12,25 @@ commands annotation is ever read from an object's annotations.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import yaml
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from pydantic import ValidationError
 
-from controller.adapters.kubernetes.api import KubeApi, as_dict, load_api_client, metadata_of
+from controller.adapters.kubernetes.api import (
+    CONFIGMAPS,
+    NAMESPACES,
+    KubeApi,
+    as_dict,
+    load_api_client,
+    metadata_of,
+)
 from controller.adapters.kubernetes.status import (
-    GROUP,
+    CANARYPOLICIES,
     LABEL_NAME,
     LABEL_NAMESPACE,
-    PLURAL,
-    VERSION,
     ConfigMapStatusStore,
     CrdStatusStore,
     configmap_name,
@@ -38,21 +39,10 @@ from controller.adapters.kubernetes.status import (
 )
 from controller.core.rollout import Command, CommandKind, RolloutStatus
 from controller.core.status_view import StatusRow, status_row
-from controller.errors import CanaryError, ForbiddenError, NotFoundError
+from controller.errors import ForbiddenError, NotFoundError
 from controller.ports import PolicyRef
 
 DEFAULT_CONTROLLER_NAMESPACE = "canary-system"
-DEFAULT_KUBECONFIG = "~/.kube/config"
-
-
-class KubeconfigError(CanaryError):
-    """No usable cluster configuration: no kubeconfig (or a broken one), and not running in a cluster."""
-
-
-def _in_cluster_client() -> k8s.ApiClient:
-    configuration = k8s.Configuration()
-    k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return k8s.ApiClient(configuration)
 
 
 def open_kube_api(
@@ -71,25 +61,7 @@ def open_kube_api(
     Raises:
         KubeconfigError: the configuration cannot be loaded.
     """
-    # The client reads KUBECONFIG once, when it is imported: read it here, so that the variable counts
-    # whenever canaryctl runs (and in tests).
-    path = kubeconfig or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
-    try:
-        if kubeconfig or context:
-            api_client = load_api_client(kubeconfig=path, context=context)
-        else:
-            try:
-                api_client = load_api_client(kubeconfig=path)
-            except k8s_config.ConfigException:
-                api_client = _in_cluster_client()
-    except (k8s_config.ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as exc:
-        tried = path if kubeconfig or context else f"{path} or the in-cluster service account"
-        context_note = f" (context {context})" if context else ""
-        why = str(exc).strip().strip("'\"") or type(exc).__name__
-        if kubeconfig and not os.path.exists(os.path.expanduser(kubeconfig)):
-            why = "no such file"
-        raise KubeconfigError([f"cannot load a Kubernetes configuration from {tried}{context_note}: {why}"]) from None
-    return KubeApi(api_client, timeout_seconds=timeout_seconds)
+    return KubeApi(load_api_client(kubeconfig=kubeconfig, context=context), timeout_seconds=timeout_seconds)
 
 
 def close_kube_api(api: KubeApi) -> None:
@@ -147,31 +119,11 @@ def locate_policy(api: KubeApi, *, namespace: str, name: str, controller_namespa
         ForbiddenError, UnavailableError, ApiError: the API server refused or did not answer.
     """
     crd_ref = PolicyRef(namespace=namespace, name=name, source="crd")
-    if _exists(
-        lambda: api.call(
-            lambda: api.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=api.timeout
-            ),
-            verb="get",
-            resource=PLURAL,
-            group=GROUP,
-            namespace=namespace,
-            name=name,
-        )
-    ):
+    if _exists(lambda: api.get_obj(resource=CANARYPOLICIES, namespace=namespace, name=name)):
         return PolicyLocation(crd_ref, f"CanaryPolicy {namespace}/{name}", controller_namespace)
     file_ref = PolicyRef(namespace=namespace, name=name, source="file")
     configmap = configmap_name(file_ref)
-    if _exists(
-        lambda: api.call(
-            lambda: api.core.read_namespaced_config_map(configmap, controller_namespace, _request_timeout=api.timeout),
-            verb="get",
-            resource="configmaps",
-            group="",
-            namespace=controller_namespace,
-            name=configmap,
-        )
-    ):
+    if _exists(lambda: api.get_obj(resource=CONFIGMAPS, namespace=controller_namespace, name=configmap)):
         return PolicyLocation(file_ref, f"ConfigMap {controller_namespace}/{configmap}", controller_namespace)
     raise NotFoundError(
         [
@@ -304,26 +256,7 @@ def _from_configmap(cm: Any) -> StoredStatus | None:
 def _list_resources(api: KubeApi, *, namespace: str | None, name: str | None) -> list[StoredStatus]:
     selector = f"metadata.name={name}" if name else None
     try:
-        if namespace is None:
-            listed = api.call(
-                lambda: api.custom.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, field_selector=selector, _request_timeout=api.timeout
-                ),
-                verb="list",
-                resource=PLURAL,
-                group=GROUP,
-                namespace="",
-            )
-        else:
-            listed = api.call(
-                lambda: api.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, field_selector=selector, _request_timeout=api.timeout
-                ),
-                verb="list",
-                resource=PLURAL,
-                group=GROUP,
-                namespace=namespace,
-            )
+        listed = api.list_objs(resource=CANARYPOLICIES, namespace=namespace, field_selector=selector)
     except NotFoundError:
         return []  # the CRD is not installed: file mode only
     items = as_dict(listed).get("items") or []
@@ -336,15 +269,7 @@ def _list_configmaps(
     by_namespace = f"{LABEL_NAMESPACE}={namespace}" if namespace else LABEL_NAMESPACE
     by_name = f"{LABEL_NAME}={name}" if name else LABEL_NAME
     selector = f"{by_namespace},{by_name}"
-    listed = api.call(
-        lambda: api.core.list_namespaced_config_map(
-            controller_namespace, label_selector=selector, _request_timeout=api.timeout
-        ),
-        verb="list",
-        resource="configmaps",
-        group="",
-        namespace=controller_namespace,
-    )
+    listed = api.list_objs(resource=CONFIGMAPS, namespace=controller_namespace, label_selector=selector)
     found = (_from_configmap(cm) for cm in listed.items or [])
     return [stored for stored in found if stored is not None]
 
@@ -400,14 +325,7 @@ def namespace_exists(api: KubeApi, name: str) -> bool | None:
         UnavailableError, ApiError: the API server did not answer, or failed.
     """
     try:
-        api.call(
-            lambda: api.core.read_namespace(name, _request_timeout=api.timeout),
-            verb="get",
-            resource="namespaces",
-            group="",
-            namespace="",
-            name=name,
-        )
+        api.get_obj(resource=NAMESPACES, namespace="", name=name)
     except NotFoundError:
         return False
     except ForbiddenError:

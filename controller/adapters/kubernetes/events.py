@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from kubernetes import client as k8s
 
-from controller.adapters.kubernetes.api import KubeApi
+from controller.adapters.kubernetes.api import EVENTS, KubeApi
 from controller.errors import CanaryError
 from controller.ports import InvolvedObject
 
@@ -46,14 +46,6 @@ class KubernetesEventRecorder:
             count=1,
         )
         try:
-            self.api.call(
-                lambda: self.api.core.create_namespaced_event(
-                    involved.namespace, body, _request_timeout=self.api.timeout
-                ),
-                verb="create",
-                resource="events",
-                group="",
-                namespace=involved.namespace,
-            )
+            self.api.create_obj(resource=EVENTS, namespace=involved.namespace, body=body)
         except CanaryError as exc:
             log.warning("could not record event %s on %s/%s: %s", reason, involved.namespace, involved.name, exc)

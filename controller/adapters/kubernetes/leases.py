@@ -25,11 +25,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes import client as k8s
 
-from controller.adapters.kubernetes.api import KubeApi, metadata_of
+from controller.adapters.kubernetes.api import LEASES, KubeApi, metadata_of
 from controller.errors import CanaryError, ConflictError, NotFoundError
 
 log = logging.getLogger("controller.leader")
@@ -59,7 +58,6 @@ class LeaseLock:
         self.api = api
         self.namespace = namespace
         self.name = name
-        self._coordination = k8s.CoordinationV1Api(api.api_client)
 
     def describe(self) -> str:
         """``namespace/name`` for messages."""
@@ -68,12 +66,7 @@ class LeaseLock:
     def get(self) -> tuple[LeaseRecord, str] | None:
         """The record and its resourceVersion, or None when the Lease does not exist."""
         try:
-            lease = self._call(
-                "get",
-                lambda: self._coordination.read_namespaced_lease(
-                    self.name, self.namespace, _request_timeout=self.api.timeout
-                ),
-            )
+            lease = self.api.get_obj(resource=LEASES, namespace=self.namespace, name=self.name)
         except NotFoundError:
             return None
         spec = lease.spec or k8s.V1LeaseSpec()
@@ -89,10 +82,7 @@ class LeaseLock:
     def create(self, record: LeaseRecord) -> str:
         """Create the Lease; ConflictError when someone created it first. Returns its resourceVersion."""
         body = k8s.V1Lease(metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace), spec=self._spec(record))
-        created = self._call(
-            "create",
-            lambda: self._coordination.create_namespaced_lease(self.namespace, body, _request_timeout=self.api.timeout),
-        )
+        created = self.api.create_obj(resource=LEASES, namespace=self.namespace, body=body)
         return str(metadata_of(created).resource_version or "")
 
     def update(self, record: LeaseRecord, resource_version: str) -> str:
@@ -101,20 +91,8 @@ class LeaseLock:
             metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace, resource_version=resource_version),
             spec=self._spec(record),
         )
-        replaced = self._call(
-            "update",
-            lambda: self._coordination.replace_namespaced_lease(
-                self.name, self.namespace, body, _request_timeout=self.api.timeout
-            ),
-        )
+        replaced = self.api.replace_obj(resource=LEASES, namespace=self.namespace, name=self.name, body=body)
         return str(metadata_of(replaced).resource_version or "")
-
-    def _call(self, verb: str, fn: Callable[[], Any]) -> Any:
-        # A 409 (AlreadyExists on create, stale resourceVersion on update) becomes ConflictError.
-        name = "" if verb == "create" else self.name
-        return self.api.call(
-            fn, verb=verb, resource="leases", group="coordination.k8s.io", namespace=self.namespace, name=name
-        )
 
     @staticmethod
     def _spec(record: LeaseRecord) -> k8s.V1LeaseSpec:

@@ -27,7 +27,7 @@ from typing import Any
 from kubernetes import client as k8s
 from pydantic import ValidationError
 
-from controller.adapters.kubernetes.api import KubeApi, as_dict, metadata_of
+from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi, Resource, as_dict, metadata_of
 from controller.core.rollout import Command, CommandKind, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.errors import ApiError, ConflictError, NotFoundError
@@ -40,6 +40,7 @@ COMMANDS_ANNOTATION = "canaryctl.dev/commands"
 COMMANDS_KEPT = 20
 LABEL_NAME = "canaryctl.dev/policy-name"
 LABEL_NAMESPACE = "canaryctl.dev/policy-namespace"
+CANARYPOLICIES = Resource(GROUP, PLURAL, (VERSION,))
 
 
 def parse_commands(annotations: dict[str, str] | None, *, where: str) -> list[Command]:
@@ -125,18 +126,7 @@ class CrdStatusStore:
         self.api = api
 
     def _get(self, policy: PolicyRef) -> dict[str, Any]:
-        return as_dict(
-            self.api.call(
-                lambda: self.api.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, policy.namespace, PLURAL, policy.name, _request_timeout=self.api.timeout
-                ),
-                verb="get",
-                resource=PLURAL,
-                group=GROUP,
-                namespace=policy.namespace,
-                name=policy.name,
-            )
-        )
+        return as_dict(self.api.get_obj(resource=CANARYPOLICIES, namespace=policy.namespace, name=policy.name))
 
     def load(self, *, policy: PolicyRef) -> LoadedStatus:
         """Status, resourceVersion and commands of the CanaryPolicy resource."""
@@ -158,15 +148,8 @@ class CrdStatusStore:
         if version is not None and obj["metadata"].get("resourceVersion") != version:
             raise ConflictError([f"CanaryPolicy {policy.namespace}/{policy.name} changed since it was read"], code=409)
         obj["status"] = _stored(status, writer)
-        result = self.api.call(
-            lambda: self.api.custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, policy.namespace, PLURAL, policy.name, obj, _request_timeout=self.api.timeout
-            ),
-            verb="update",
-            resource=f"{PLURAL}/status",
-            group=GROUP,
-            namespace=policy.namespace,
-            name=policy.name,
+        result = self.api.replace_status(
+            resource=CANARYPOLICIES, namespace=policy.namespace, name=policy.name, body=obj
         )
         return str(as_dict(result)["metadata"]["resourceVersion"])
 
@@ -181,23 +164,7 @@ class CrdStatusStore:
                     "annotations": _with_command(meta.get("annotations"), command),
                 }
             }
-            self.api.call(
-                lambda: self.api.custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    policy.namespace,
-                    PLURAL,
-                    policy.name,
-                    patch,
-                    _content_type="application/merge-patch+json",
-                    _request_timeout=self.api.timeout,
-                ),
-                verb="patch",
-                resource=PLURAL,
-                group=GROUP,
-                namespace=policy.namespace,
-                name=policy.name,
-            )
+            self.api.patch_obj(resource=CANARYPOLICIES, namespace=policy.namespace, name=policy.name, patch=patch)
 
         retry_on_conflict(attempt, what=f"CanaryPolicy {policy.namespace}/{policy.name}")
 
@@ -221,18 +188,10 @@ class ConfigMapStatusStore:
     def _get(self, policy: PolicyRef) -> k8s.V1ConfigMap | None:
         name = configmap_name(policy)
         try:
-            return self.api.call(
-                lambda: self.api.core.read_namespaced_config_map(
-                    name, self.namespace, _request_timeout=self.api.timeout
-                ),
-                verb="get",
-                resource="configmaps",
-                group="",
-                namespace=self.namespace,
-                name=name,
-            )
+            configmap: k8s.V1ConfigMap = self.api.get_obj(resource=CONFIGMAPS, namespace=self.namespace, name=name)
         except NotFoundError:
             return None
+        return configmap
 
     def load(self, *, policy: PolicyRef) -> LoadedStatus:
         """Status, resourceVersion and commands; a fresh status when the ConfigMap does not exist yet."""
@@ -282,31 +241,17 @@ class ConfigMapStatusStore:
         """Create or replace the ConfigMap, conditionally on ``version`` (None: must not exist yet)."""
         name = configmap_name(policy)
         if version is None:
-            created = self.api.call(
-                lambda: self.api.core.create_namespaced_config_map(
-                    self.namespace, self._body(policy, status, None, None, writer), _request_timeout=self.api.timeout
-                ),
-                verb="create",
-                resource="configmaps",
-                group="",
-                namespace=self.namespace,
-                name=name,
+            created = self.api.create_obj(
+                resource=CONFIGMAPS, namespace=self.namespace, body=self._body(policy, status, None, None, writer)
             )
             return str(metadata_of(created).resource_version)
         current = self._get(policy)
         annotations = metadata_of(current).annotations if current is not None else None
-        replaced = self.api.call(
-            lambda: self.api.core.replace_namespaced_config_map(
-                name,
-                self.namespace,
-                self._body(policy, status, annotations, version, writer),
-                _request_timeout=self.api.timeout,
-            ),
-            verb="update",
-            resource="configmaps",
-            group="",
+        replaced = self.api.replace_obj(
+            resource=CONFIGMAPS,
             namespace=self.namespace,
             name=name,
+            body=self._body(policy, status, annotations, version, writer),
         )
         return str(metadata_of(replaced).resource_version)
 
@@ -318,16 +263,7 @@ class ConfigMapStatusStore:
             current = self._get(policy)
             if current is None:
                 body = self._body(policy, None, _with_command(None, command), None)
-                self.api.call(
-                    lambda: self.api.core.create_namespaced_config_map(
-                        self.namespace, body, _request_timeout=self.api.timeout
-                    ),
-                    verb="create",
-                    resource="configmaps",
-                    group="",
-                    namespace=self.namespace,
-                    name=name,
-                )
+                self.api.create_obj(resource=CONFIGMAPS, namespace=self.namespace, body=body)
                 return
             patch = {
                 "metadata": {
@@ -335,19 +271,6 @@ class ConfigMapStatusStore:
                     "annotations": _with_command(metadata_of(current).annotations, command),
                 }
             }
-            self.api.call(
-                lambda: self.api.core.patch_namespaced_config_map(
-                    name,
-                    self.namespace,
-                    patch,
-                    _content_type="application/merge-patch+json",
-                    _request_timeout=self.api.timeout,
-                ),
-                verb="patch",
-                resource="configmaps",
-                group="",
-                namespace=self.namespace,
-                name=name,
-            )
+            self.api.patch_obj(resource=CONFIGMAPS, namespace=self.namespace, name=name, patch=patch)
 
         retry_on_conflict(attempt, what=f"ConfigMap {self.namespace}/{name}")

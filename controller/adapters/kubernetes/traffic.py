@@ -8,18 +8,16 @@ routes, labels, another tool's fields) never conflict. Nothing but that one list
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from controller.adapters.kubernetes.api import KubeApi, as_dict
+from controller.adapters.kubernetes.api import KubeApi, Resource, as_dict
 from controller.errors import ApiError, ConflictError, NotFoundError
 
-T = TypeVar("T")
-
-# Versions in order of preference; the first whose resource list has the kind is used.
-KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "VirtualService": ("networking.istio.io", "virtualservices", ("v1", "v1beta1", "v1alpha3")),
-    "TCPRoute": ("gateway.networking.k8s.io", "tcproutes", ("v1", "v1beta1", "v1alpha2")),
+# Versions in order of preference; the first whose resource list has the kind is used, discovered again after
+# a 404 (the CRD may have been upgraded to serve another version since).
+KINDS: dict[str, Resource] = {
+    "VirtualService": Resource("networking.istio.io", "virtualservices", ("v1", "v1beta1", "v1alpha3")),
+    "TCPRoute": Resource("gateway.networking.k8s.io", "tcproutes", ("v1", "v1beta1", "v1alpha2")),
 }
 
 
@@ -51,39 +49,10 @@ class KubernetesTrafficRouter:
     def __init__(self, api: KubeApi) -> None:
         self.api = api
 
-    def _versioned(self, kind: str, call: Callable[[str], T], *, verb: str, namespace: str, name: str) -> T:
-        """Run ``call(version)`` at the resource's discovered version; on a 404, discover once more and retry
-        (the CRD may have been upgraded to serve another version since it was cached)."""
-        group, plural, candidates = KINDS[kind]
-        version = self.api.resource_version(group, plural, candidates=candidates)
-
-        def attempt(at: str) -> T:
-            return self.api.call(
-                lambda: call(at), verb=verb, resource=plural, group=group, namespace=namespace, name=name
-            )
-
-        try:
-            return attempt(version)
-        except NotFoundError:
-            self.api.forget_version(group, plural)
-            again = self.api.resource_version(group, plural, candidates=candidates)
-            if again == version:
-                raise
-            return attempt(again)
-
     def get(self, *, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as stored, or None when it does not exist."""
-        group, plural, _ = KINDS[kind]
         try:
-            obj = self._versioned(
-                kind,
-                lambda version: self.api.custom.get_namespaced_custom_object(
-                    group, version, namespace, plural, name, _request_timeout=self.api.timeout
-                ),
-                verb="get",
-                namespace=namespace,
-                name=name,
-            )
+            obj = self.api.get_obj(resource=KINDS[kind], namespace=namespace, name=name)
         except NotFoundError:
             return None
         return as_dict(obj)
@@ -98,28 +67,12 @@ class KubernetesTrafficRouter:
         """
         if expect == destinations:
             return
-        group, plural, _ = KINDS[kind]
         patch = [
             {"op": "test", "path": pointer, "value": expect},
             {"op": "replace", "path": pointer, "value": destinations},
         ]
         try:
-            self._versioned(
-                kind,
-                lambda version: self.api.custom.patch_namespaced_custom_object(
-                    group,
-                    version,
-                    namespace,
-                    plural,
-                    name,
-                    patch,
-                    _content_type="application/json-patch+json",
-                    _request_timeout=self.api.timeout,
-                ),
-                verb="patch",
-                namespace=namespace,
-                name=name,
-            )
+            self.api.patch_obj(resource=KINDS[kind], namespace=namespace, name=name, patch=patch, patch_type="json")
         except ApiError as exc:
             if exc.code != 422:
                 raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.adapters.kubernetes.api import KubeApi, metadata_of
+from controller.adapters.kubernetes.api import DEPLOYMENTS, KubeApi, metadata_of
 from controller.errors import NotFoundError
 from controller.ports import CanaryWorkload
 
@@ -18,14 +18,7 @@ class KubernetesWorkloadReader:
     def canary(self, *, namespace: str, name: str) -> CanaryWorkload:
         """Ready when the rollout of its current generation is complete and it is Available."""
         try:
-            deployment = self.api.call(
-                lambda: self.api.apps.read_namespaced_deployment(name, namespace, _request_timeout=self.api.timeout),
-                verb="get",
-                resource="deployments",
-                group="apps",
-                namespace=namespace,
-                name=name,
-            )
+            deployment = self.api.get_obj(resource=DEPLOYMENTS, namespace=namespace, name=name)
         except NotFoundError:
             return CanaryWorkload(ready=False, message=f"Deployment {namespace}/{name} not found", template=None)
         spec = deployment.spec
