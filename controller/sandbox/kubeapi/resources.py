@@ -13,8 +13,11 @@ in any served version by rewriting ``apiVersion``: no conversion webhooks, no fi
 
 A CRD version's ``additionalPrinterColumns`` drive Table output (see ``table``).
 
-Deliberately not emulated: the ``scale`` subresource, aggregated discovery (``apidiscovery.k8s.io/v2``)
-and OpenAPI documents. Core ``events`` and
+A CRD is refused with the real 422 when apiextensions-apiserver would refuse its schemas (see
+``crd_checks``); its OpenAPI documents are built in ``openapi``.
+
+Deliberately not emulated: the ``scale`` subresource, aggregated discovery (``apidiscovery.k8s.io/v2``).
+Core ``events`` and
 ``events.k8s.io`` events are stored separately (a real cluster shares one storage between them).
 """
 
