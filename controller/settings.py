@@ -69,6 +69,14 @@ class Settings(BaseSettings):
         "template over the same window (at most a quarter of the window), so queries do not grow with the "
         "number of rollouts. 0: every rollout queries alone. Default 5.",
     )
+    scrape_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="How often Prometheus scrapes the counters the checks read, s. A check waits until its window "
+        "holds two scrapes. Unset (default): learned from the spacing of the samples; a policy's "
+        "spec.analysis.scrapeInterval overrides both.",
+    )
     prometheus_bearer_token_env: str | None = Field(
         None, description="Name of an environment variable holding the default Prometheus bearer token."
     )

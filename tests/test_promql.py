@@ -47,7 +47,7 @@ def test_unrouted_failures_are_counted_by_service_when_the_canary_has_its_own() 
 
 def test_envoy_counts_tolerate_missing_optional_counters_but_not_missing_attempts() -> None:
     queries = envoy_counts(VARS, "stable")
-    assert queries.total.startswith("(sum(((last_over_time(envoy_cluster_upstream_cx_total{")
+    assert queries.total.startswith("(sum((((last_over_time(envoy_cluster_upstream_cx_total{")
     assert "envoy_cluster_upstream_cx_overflow" in queries.total
     assert queries.total.count("or vector(0)") == 2
     assert queries.errors.count("or vector(0)") == 3

@@ -1,18 +1,27 @@
 """PromQL for the checks: the built-in TCP templates, and safe expansion of custom templates.
 
-**Counting connections in a window without losing new series.** ``rate()``/``increase()`` need two
-samples of a series, so the first increment of a series born inside the window (typically the first
-failed connect, which creates the ``response_flags="UF,URX"`` series) is lost, and ``increase()``
-extrapolates to fractional counts. The built-ins count exactly instead::
+**Counting connections in a window, only from samples taken inside it.** ``rate()``/``increase()``
+need two samples of a series, so the first increment of a series born inside the window (typically the
+first failed connect, which creates the ``response_flags="UF,URX"`` series) is lost, and ``increase()``
+extrapolates to fractional counts. The built-ins count exactly instead, per series (``I`` is the scrape
+interval, docs/analysis.md)::
 
-    sum( (last_over_time(S[W]) - S offset W) >= 0  or  last_over_time(S[W]) )
+    sum( (last_over_time(S[W]) - min_over_time(S[W])) and S offset (W - I) unless resets(S[W]) > 0
+         or last_over_time(S[W]) )
 
-per series: the difference over the window when the series existed at its start (and did not reset),
-otherwise its whole value (a series born in the window, or one that reset: only what it counted since
-the reset is kept, never a negative). ``last_over_time`` keeps what a series counted before it went
-stale mid-window (a client pod deleted). The parts of a count select disjoint series and are joined with
-``or`` before summing, so a total is "no data" only when no part has a series. ``W`` never reaches
-back before the step started: the service passes ``min(window, time since the step started)``.
+* a series seen by one scrape interval into the window counts the increase between its first and its
+  last sample *inside* the window (a counter's first sample in the window is its smallest when it did not
+  reset). The last sample before the window is never used: it may be up to a scrape interval older than
+  the window, and the window starts no earlier than the step, so it would count the previous weight's
+  connections;
+* a series born later (no sample in the window's first scrape interval: its target was scraped inside
+  the window without it) counts its whole value, all of it counted inside the window;
+* a series that reset inside the window counts what it counted since the reset, never a negative.
+
+``last_over_time`` keeps what a series counted before it went stale mid-window (a client pod deleted).
+The parts of a count select disjoint series and are joined with ``or`` before summing, so a total is "no
+data" only when no part has a series. ``W`` is at least two scrape intervals and never reaches back
+before the step started: the service waits ("not yet") until the step is that old.
 
 **Selecting the canary.** Istio's client side (``reporter="source"``) is the only reporter that sees a
 failed connect, and it fills ``destination_version`` with ``unknown`` on exactly those series, so the
@@ -69,18 +78,30 @@ def _matchers(labels: dict[str, tuple[str, str]]) -> str:
     return "{" + ",".join(f"{name}{op}{quote(value)}" for name, (op, value) in labels.items()) + "}"
 
 
-def window_series(selector: str, window: str) -> str:
-    """Per series, the exact count of increments over ``window``: the difference when the series existed at
-    the window's start, else its whole value (a series born in the window, or one that reset). The end
-    value is the series' last sample in the window, so a series that went stale mid-window (its client
-    pod deleted) keeps what it counted."""
+def window_series(selector: str, window_seconds: float, scrape_interval_seconds: float = 0.0) -> str:
+    """Per series, the exact count of increments between samples taken inside the window (see the module
+    docstring): last minus first sample in the window for a series seen in its first scrape interval, the
+    whole value of a series born after that, what a series counted since it reset. The end value is the
+    series' last sample in the window, so a series that went stale mid-window (its client pod deleted)
+    keeps what it counted.
+
+    ``scrape_interval_seconds`` 0 (unknown): a series is born in the window when it has no sample at or
+    before the window's start.
+    """
+    window = prom_duration(window_seconds)
     last = f"last_over_time({selector}[{window}])"
-    return f"(({last} - {selector} offset {window}) >= 0 or {last})"
+    first = f"min_over_time({selector}[{window}])"
+    # A series with a sample before (window start + one scrape interval) may carry increments from before
+    # the window in its first sample: only the increase after it counts. One first seen later was scraped
+    # inside the window without it (its target's scrape before that one), so all it counted is inside.
+    seen_until = window_seconds - scrape_interval_seconds + 0.001 if scrape_interval_seconds > 0 else window_seconds
+    seen = f"{selector} offset {prom_duration(seen_until)}" if seen_until >= 0.001 else selector
+    return f"((({last} - {first}) and {seen} unless resets({selector}[{window}]) > 0) or {last})"
 
 
-def window_count(selector: str, window: str) -> str:
-    """Exact count of increments over ``window`` of the series ``selector``, new series included."""
-    return f"sum({window_series(selector, window)})"
+def window_count(selector: str, window_seconds: float, scrape_interval_seconds: float = 0.0) -> str:
+    """Exact count of increments inside the window of the series ``selector``, new series included."""
+    return f"sum({window_series(selector, window_seconds, scrape_interval_seconds)})"
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,7 @@ class Variables:
     canary_cluster: str | None = None
     stable_cluster: str | None = None
     cluster_label: str = "envoy_cluster_name"
+    scrape_interval_seconds: float = 0.0  # 0: unknown
 
     def of(self, side: Side) -> tuple[str | None, str | None, str | None]:
         """(workload, service, cluster) of one side."""
@@ -127,7 +149,7 @@ def _sum_all(parts: list[str], *, first_required: bool) -> str:
 def istio_counts(variables: Variables, side: Side) -> CountQueries:
     """Failed and opened client-side TCP connections of one side."""
     workload, service, _ = variables.of(side)
-    window = prom_duration(variables.window_seconds)
+    window, scrape = variables.window_seconds, variables.scrape_interval_seconds
     if workload is None:
         raise ValueError(f"no {side} workload to select")
     base = {
@@ -136,8 +158,8 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
         "destination_workload_namespace": ("=", variables.namespace),
     }
     failed = {**base, "response_flags": ("!=", "-")}
-    totals = [window_series(ISTIO_OPENED + _matchers(base), window)]
-    errors = [window_series(ISTIO_OPENED + _matchers(failed), window)]
+    totals = [window_series(ISTIO_OPENED + _matchers(base), window, scrape)]
+    errors = [window_series(ISTIO_OPENED + _matchers(failed), window, scrape)]
     if service is not None:
         unrouted = {
             "reporter": ("=", "source"),
@@ -145,8 +167,8 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
             "destination_workload": ("=", "unknown"),
             "response_flags": ("!=", "-"),
         }
-        totals.append(window_series(ISTIO_OPENED + _matchers(unrouted), window))
-        errors.append(window_series(ISTIO_OPENED + _matchers(unrouted), window))
+        totals.append(window_series(ISTIO_OPENED + _matchers(unrouted), window, scrape))
+        errors.append(window_series(ISTIO_OPENED + _matchers(unrouted), window, scrape))
     # The parts select disjoint series (a workload, or "unknown" with a service), so their union is summed
     # once: no attempts series at all is no data, while errors with no series are 0.
     return CountQueries(
@@ -160,11 +182,35 @@ def envoy_counts(variables: Variables, side: Side) -> CountQueries:
     _, _, cluster = variables.of(side)
     if cluster is None:
         raise ValueError(f"no {side} Envoy cluster to select")
-    window = prom_duration(variables.window_seconds)
+    window, scrape = variables.window_seconds, variables.scrape_interval_seconds
     selector = _matchers({variables.cluster_label: ("=", cluster)})
-    errors = _sum_all([window_count(name + selector, window) for name in ENVOY_FAILURES], first_required=False)
-    total = _sum_all([window_count(name + selector, window) for name in ENVOY_ATTEMPTS], first_required=True)
+    errors = _sum_all([window_count(name + selector, window, scrape) for name in ENVOY_FAILURES], first_required=False)
+    total = _sum_all([window_count(name + selector, window, scrape) for name in ENVOY_ATTEMPTS], first_required=True)
     return CountQueries(errors=errors, total=total)
+
+
+def scrape_selector(template: str, variables: Variables) -> str | None:
+    """A selector of the counters a built-in template reads, both sides at once, whose samples' spacing is
+    the scrape interval the windows respect (None: a template with nothing to select). The stable side is
+    included so that it is known at weight 0, before the canary has a series."""
+    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+        workloads = [w for w in (variables.canary_workload, variables.stable_workload) if w is not None]
+        if not workloads:
+            return None
+        labels = {
+            "reporter": ("=", "source"),
+            "destination_workload_namespace": ("=", variables.namespace),
+            "destination_workload": ("=~", "|".join(regex_escape(w) for w in workloads)),
+        }
+        return ISTIO_OPENED + _matchers(labels)
+    if template == "envoy-tcp-connect-error-ratio":
+        clusters = [c for c in (variables.canary_cluster, variables.stable_cluster) if c is not None]
+        if not clusters:
+            return None
+        return ENVOY_ATTEMPTS[0] + _matchers(
+            {variables.cluster_label: ("=~", "|".join(regex_escape(c) for c in clusters))}
+        )
+    return None
 
 
 def expand_custom(query: str, variables: Variables, side: Side) -> str:
@@ -284,21 +330,26 @@ class GroupedQueries:
 
 
 def grouped_queries(
-    template: str, window_seconds: float, *, cluster_label: str = "envoy_cluster_name"
+    template: str,
+    window_seconds: float,
+    *,
+    cluster_label: str = "envoy_cluster_name",
+    scrape_interval_seconds: float = 0.0,
 ) -> GroupedQueries | None:
     """The grouped form of a built-in template (None for a template that cannot be grouped)."""
-    window = prom_duration(window_seconds)
+    window = window_seconds
+    scrape = scrape_interval_seconds
     if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
         by = ", ".join(ISTIO_GROUP)
         opened = _matchers({"reporter": ("=", "source")})
         failed = _matchers({"reporter": ("=", "source"), "response_flags": ("!=", "-")})
-        parts = {"total": f"sum by ({by}) ({window_series(ISTIO_OPENED + opened, window)})"}
+        parts = {"total": f"sum by ({by}) ({window_series(ISTIO_OPENED + opened, window, scrape)})"}
         if template == "istio-tcp-connect-error-ratio":
-            parts["errors"] = f"sum by ({by}) ({window_series(ISTIO_OPENED + failed, window)})"
+            parts["errors"] = f"sum by ({by}) ({window_series(ISTIO_OPENED + failed, window, scrape)})"
         return GroupedQueries(ISTIO_GROUP, parts)
     if template == "envoy-tcp-connect-error-ratio":
         names = dict.fromkeys((*ENVOY_FAILURES, *ENVOY_ATTEMPTS))
-        parts = {name: f"sum by ({cluster_label}) ({window_series(name, window)})" for name in names}
+        parts = {name: f"sum by ({cluster_label}) ({window_series(name, window, scrape)})" for name in names}
         return GroupedQueries((cluster_label,), parts)
     return None
 

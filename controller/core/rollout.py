@@ -88,6 +88,9 @@ class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
+    # The step is too young for its window to hold two scrapes of every counter: no evaluation yet. It holds
+    # the step without counting as a failure, as inconclusive or as no data (docs/analysis.md).
+    NOT_YET = "not-yet"
 
 
 class Stall(StrEnum):
@@ -1030,6 +1033,8 @@ def _progressing(work: _Pass) -> None:
         # Constant for the whole step, so a pass that changes nothing writes nothing (no countdown here).
         ends = (status.step_started_at + timedelta(seconds=duration)).isoformat(timespec="seconds")
         status.message = f"step {status.step_index + 1}/{len(work.steps)} at weight {status.weight}: ends {ends}"
+        if current is not None and current.verdict == Verdict.NOT_YET and current.reason:
+            status.message += f"; {current.reason}"  # constant for the step too
         return
     gate = status.step_started_at + timedelta(seconds=duration)
     if current is None or (current.evaluated_at is not None and current.evaluated_at < gate):
@@ -1064,6 +1069,8 @@ def _progressing(work: _Pass) -> None:
 def _count_analysis(work: _Pass, current: AnalysisResult) -> bool:
     """Record a new evaluation; True when it ended the step (rollback or pause)."""
     status = work.status
+    if current.verdict == Verdict.NOT_YET:
+        return False  # not an evaluation: counts nothing, resets nothing; a step end still waits for one
     if current.evaluated_at is not None and current.evaluated_at == status.last_analysis_at:
         return False
     status.last_analysis_at = current.evaluated_at

@@ -127,7 +127,11 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         secrets=SecretReader(kube=main),
         default_spec=default_prometheus(settings),
     )
-    chosen_analysis = analysis or PrometheusAnalysis(prometheus, group_seconds=settings.prometheus_group_seconds)
+    chosen_analysis = analysis or PrometheusAnalysis(
+        prometheus,
+        group_seconds=settings.prometheus_group_seconds,
+        scrape_interval_seconds=settings.scrape_interval_seconds,
+    )
     sources: list[PolicySource] = []
     if settings.policy_dir is not None:
         sources.append(DirectoryPolicySource(settings.policy_dir))

@@ -4,8 +4,11 @@
   last evaluation (the state machine counts each evaluation once).
 * When the step's duration is up, a final evaluation covers the whole step (the window grows to the
   step's age unless the check fixes its own ``window``): only that PASS advances the step.
-* A window never reaches back before the step started: a short step or a fresh one has a short window,
-  never one that mixes in the previous weight's traffic.
+* A window never reaches back before the step started, and it counts only increases between samples
+  taken inside it, so it never mixes in the previous weight's traffic. It is never shorter than two scrape
+  intervals (learned from the samples' spacing, or stated by ``spec.analysis.scrapeInterval`` or the
+  controller's setting): until the step is that old the analysis is "not yet", which holds the step and
+  counts nothing (``controller.core.scrape_windows``, docs/analysis.md).
 * At weight 100 nothing goes to stable, so a comparison with stable uses stable's baseline from the
   previous step: the stable query is evaluated at the step's start over one step duration.
 * Grouped queries (``group_seconds`` > 0): built-in checks over the same window share one query per
@@ -40,9 +43,18 @@ from controller.core.promql import (
     grouped_queries,
     istio_counts,
     prom_duration,
+    scrape_selector,
 )
 from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
-from controller.ports import GroupedMetricsSource, MetricsSource
+from controller.core.scrape_windows import (
+    LEARN_LOOKBACK_SECONDS,
+    minimum_window,
+    not_yet_reason,
+    scrape_interval_from_samples,
+    weight_zero_without_baseline,
+    window_seconds,
+)
+from controller.ports import GroupedMetricsSource, MetricsSource, SampleTimesSource
 from controller.service.analysis import NoAnalysis
 
 
@@ -65,7 +77,9 @@ def _one_query_problem(results: list[CheckResult]) -> str | None:
     return reason.removeprefix(_QUERY_FAILED) if reason.startswith(_QUERY_FAILED) else None
 
 
-def variables_for(policy: CanaryPolicy, *, window_seconds: float, step_start: datetime) -> Variables:
+def variables_for(
+    policy: CanaryPolicy, *, window_seconds: float, step_start: datetime, scrape_interval_seconds: float = 0.0
+) -> Variables:
     """Template variables of a policy at one moment."""
     analysis = policy.spec.analysis
     assert analysis is not None
@@ -84,7 +98,18 @@ def variables_for(policy: CanaryPolicy, *, window_seconds: float, step_start: da
         canary_cluster=selector.canary_cluster,
         stable_cluster=selector.stable_cluster,
         cluster_label=selector.cluster_label,
+        scrape_interval_seconds=scrape_interval_seconds,
     )
+
+
+# How long a learned scrape interval is used before it is learned again.
+LEARNED_FOR_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class _Learned:
+    at: datetime
+    seconds: float | None
 
 
 @dataclass
@@ -102,11 +127,18 @@ class PrometheusAnalysis:
     Args:
         metrics: the Prometheus port.
         group_seconds: how long a grouped answer serves other rollouts (0: every rollout queries alone).
+        scrape_interval_seconds: the controller's setting (None: learned from the samples' spacing); a
+            policy's ``spec.analysis.scrapeInterval`` overrides both.
     """
 
-    def __init__(self, metrics: MetricsSource, *, group_seconds: float = 0.0) -> None:
+    def __init__(
+        self, metrics: MetricsSource, *, group_seconds: float = 0.0, scrape_interval_seconds: float | None = None
+    ) -> None:
         self.metrics = metrics
         self.group_seconds = group_seconds
+        self.scrape_interval_seconds = scrape_interval_seconds
+        self._learned: dict[tuple[_Key, str], _Learned] = {}
+        self._learned_lock = threading.Lock()
         self._last: dict[_Key, AnalysisResult] = {}
         self._fallback = NoAnalysis()
         self._groups: dict[tuple[str, str, str], _Grouped] = {}
@@ -132,6 +164,15 @@ class PrometheusAnalysis:
         )
         if not due:
             return last
+        scrape, source = self.scrape_interval(policy, now)
+        waiting = not_yet_reason(
+            step_started_at=status.step_started_at, now=now, scrape_interval_seconds=scrape, source=source
+        )
+        if waiting is not None:
+            # Not stored: the first look runs at the first pass once the step is old enough.
+            return AnalysisResult(
+                run_id=status.run_id, step_index=status.step_index, verdict=Verdict.NOT_YET, reason=waiting
+            )
         result = self.evaluate(policy, status, now=now, final=now >= gate)
         self._last[key] = result
         return result
@@ -143,6 +184,7 @@ class PrometheusAnalysis:
         assert status.run_id is not None
         assert status.step_started_at is not None
         age = max(0.0, (now - status.step_started_at).total_seconds())
+        scrape, _ = self.scrape_interval(policy, now)
         # One error budget per step, spent sequentially: each in-step look (one interval's information)
         # spends what an O'Brien-Fleming-like function allows, the final gate the rest (judgement.py).
         duration = policy.spec.schedule.step_duration_seconds
@@ -152,7 +194,12 @@ class PrometheusAnalysis:
         for check in analysis.metrics:
             configured = parse_go_duration(check.window) if check.window else None
             wanted = configured or (age if final else analysis.interval_seconds)
-            variables = variables_for(policy, window_seconds=min(wanted, age), step_start=status.step_started_at)
+            variables = variables_for(
+                policy,
+                window_seconds=window_seconds(wanted=wanted, age=age, scrape_interval_seconds=scrape),
+                step_start=status.step_started_at,
+                scrape_interval_seconds=scrape,
+            )
             results.append(
                 self._check(
                     policy,
@@ -178,6 +225,56 @@ class PrometheusAnalysis:
             evaluated_at=now,
             checks=[result.as_dict() for result in results],
         )
+
+    def scrape_interval(self, policy: CanaryPolicy, at: datetime) -> tuple[float, str]:
+        """The scrape interval the policy's windows respect, in seconds, and where it comes from: the
+        policy's ``scrapeInterval``, the controller's setting, or learned from the spacing of the samples of
+        the counters its built-in checks read (relearned every ``LEARNED_FOR_SECONDS``). 0 when unknown
+        (no such counter has two samples in the last 10 minutes, or Prometheus did not answer): no minimum
+        window then, and no data is no data."""
+        analysis = policy.spec.analysis
+        assert analysis is not None
+        stated = analysis.scrape_interval_seconds
+        if stated is not None:
+            return stated, "spec.analysis.scrapeInterval"
+        if self.scrape_interval_seconds is not None:
+            return self.scrape_interval_seconds, "the controller's setting"
+        if not isinstance(self.metrics, SampleTimesSource):
+            return 0.0, "unknown"
+        variables = variables_for(policy, window_seconds=LEARN_LOOKBACK_SECONDS, step_start=at)
+        selectors = sorted(
+            {s for c in analysis.metrics if c.template is not None and (s := scrape_selector(c.template, variables))}
+        )
+        if not selectors:
+            return 0.0, "unknown"
+        key = (_Key(policy.metadata.namespace, policy.metadata.name), "|".join(selectors))
+        with self._learned_lock:
+            known = self._learned.get(key)
+        if known is None or abs((at - known.at).total_seconds()) >= LEARNED_FOR_SECONDS:
+            learned = self._learn(policy, selectors, at)
+            if learned is None and known is not None:
+                learned = known.seconds  # keep the last one through a failed or empty answer
+            known = _Learned(at=at, seconds=learned)
+            with self._learned_lock:
+                self._learned[key] = known
+        if known.seconds is None:
+            return 0.0, "unknown"
+        return known.seconds, "learned from the samples"
+
+    def _learn(self, policy: CanaryPolicy, selectors: list[str], at: datetime) -> float | None:
+        assert isinstance(self.metrics, SampleTimesSource)
+        series: list[tuple[float, ...]] = []
+        for selector in selectors:
+            try:
+                answer = self.metrics.sample_times(
+                    query=f"{selector}[{prom_duration(LEARN_LOOKBACK_SECONDS)}]", at=at, connection=policy
+                )
+            except Exception:  # the port promises not to raise; a bug there must not stop the rollout
+                return None
+            if answer.error is not None:
+                return None
+            series.extend(answer.series)
+        return scrape_interval_from_samples(series)
 
     def _query(self, policy: CanaryPolicy, query: str, at: datetime) -> QueryOutcome:
         try:
@@ -229,6 +326,14 @@ class PrometheusAnalysis:
         alpha_share: float,
     ) -> CheckResult:
         canary = self._side(policy, check, variables, "canary", at)
+        if weight == 0:
+            stable_then = (
+                None
+                if not _wants_or_has_stable(check, variables)
+                else self._side(policy, check, variables, "stable", at)
+            )
+            result = judge(check, canary, stable_then, weight=weight, alpha_share=alpha_share)
+            return weight_zero_without_baseline(check, canary, stable_then, weight=weight, result=result)
         wants_stable = check.compare_to_stable is not None or check.count_test is not None
         has_stable = (
             variables.stable_workload if check.template != "envoy-tcp-connect-error-ratio" else variables.stable_cluster
@@ -239,7 +344,7 @@ class PrometheusAnalysis:
             stable_now = self._side(policy, check, variables, "stable", at)
             return judge(check, canary, stable_now, weight=weight, alpha_share=alpha_share)
         # Weight 100: stable serves nothing now; its baseline is the step before this one.
-        duration = policy.spec.schedule.step_duration_seconds
+        duration = max(policy.spec.schedule.step_duration_seconds, minimum_window(variables.scrape_interval_seconds))
         baseline_vars = replace(variables, window_seconds=duration, step_start=step_start.timestamp() - duration)
         stable = self._side(policy, check, baseline_vars, "stable", step_start, shared=False)
         result = judge(check, canary, stable, weight=weight, alpha_share=alpha_share)
@@ -254,7 +359,12 @@ class PrometheusAnalysis:
         if self.group_seconds <= 0 or not isinstance(self.metrics, GroupedMetricsSource):
             return None
         key = group_key(template, variables, side)
-        grouped = grouped_queries(template, variables.window_seconds, cluster_label=variables.cluster_label)
+        grouped = grouped_queries(
+            template,
+            variables.window_seconds,
+            cluster_label=variables.cluster_label,
+            scrape_interval_seconds=variables.scrape_interval_seconds,
+        )
         if key is None or grouped is None:
             return None
         parts = self._fetch_group(policy, template, variables, grouped, now)
@@ -277,7 +387,11 @@ class PrometheusAnalysis:
         assert isinstance(self.metrics, GroupedMetricsSource)
         spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
         connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
-        cache_key = (connection, f"{template}|{variables.cluster_label}", prom_duration(variables.window_seconds))
+        cache_key = (
+            connection,
+            f"{template}|{variables.cluster_label}|{variables.scrape_interval_seconds:g}",
+            prom_duration(variables.window_seconds),
+        )
         with self._groups_lock:
             current = self._groups.get(cache_key)
             usable = (
@@ -310,3 +424,14 @@ class PrometheusAnalysis:
         if not entry.ready.wait(timeout=30):
             return None
         return entry.parts
+
+
+def _wants_or_has_stable(check: MetricCheck, variables: Variables) -> bool:
+    """Whether a check reads the stable side: it compares with it, or (a built-in, at weight 0) the stable
+    workload or cluster is known, so the first step observes the stable baseline."""
+    if check.compare_to_stable is not None or check.count_test is not None:
+        return True
+    if check.query is not None:
+        return False
+    side = variables.stable_cluster if check.template == "envoy-tcp-connect-error-ratio" else variables.stable_workload
+    return side is not None

@@ -37,8 +37,9 @@ from controller.sandbox.processes import PrometheusProcess
 T = TypeVar("T")
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPE_INTERVAL = 1.0
-STEP_MARGIN = 0.05
-"""Seconds after the last scrape that a step start is placed at (the next scrape comes ~1 s later)."""
+STEP_MARGIN = 0.25
+"""Seconds before the last scrape that a step start is placed at (the one before was ~1 s earlier), so that
+scrape is the step's first sample: a window counts only increases between samples taken inside it."""
 
 
 class WaitTimeout(AssertionError):
@@ -229,17 +230,17 @@ class DrivenExporter(_HttpServer):
         return "\n".join(lines) + "\n"
 
     def step_start(self) -> float:
-        """A step start at which Prometheus holds the current values and no later ones.
+        """A step start whose first sample holds the current values and no later ones.
 
         Call it once Prometheus shows the values to keep before the step (``PrometheusServer.wait_for_value``).
-        Prometheus scrapes one target at a time and stamps each sample when the scrape starts; every scrape
-        after the last one served starts about a scrape interval later, so the returned instant (just after
-        that last scrape) sees exactly the values served so far, whatever the tests change next.
+        Prometheus scrapes one target at a time and stamps each sample when the scrape starts: the returned
+        instant lies just before the last scrape served (and after the one before it), so that scrape is
+        the first sample inside a window starting there, and what the tests change next is counted from it.
         """
         with self._lock:
             if self._last_scrape is None:
                 raise AssertionError("Prometheus has not scraped the exporter yet")
-            return self._last_scrape + STEP_MARGIN
+            return self._last_scrape - STEP_MARGIN
 
 
 class StaticFiles(_HttpServer):

@@ -32,7 +32,14 @@ from controller.core.promql import (
     grouped_queries,
     istio_counts,
 )
-from tests.prom.servers import DrivenExporter, Point, PrometheusServer, history_start, wait_until
+from tests.prom.servers import (
+    SCRAPE_INTERVAL,
+    DrivenExporter,
+    Point,
+    PrometheusServer,
+    history_start,
+    wait_until,
+)
 
 ISTIO_CLOSED = "istio_tcp_connections_closed_total"
 
@@ -57,7 +64,12 @@ def grouped(
     metrics: PrometheusMetricsSource, template: str, variables: Variables, side: Side, at: datetime
 ) -> tuple[float | None, float | None]:
     """(errors, total) of one side read from the grouped queries that every rollout shares."""
-    queries = grouped_queries(template, variables.window_seconds, cluster_label=variables.cluster_label)
+    queries = grouped_queries(
+        template,
+        variables.window_seconds,
+        cluster_label=variables.cluster_label,
+        scrape_interval_seconds=variables.scrape_interval_seconds,
+    )
     key = group_key(template, variables, side)
     assert queries is not None
     assert key is not None
@@ -295,6 +307,7 @@ class Mesh:
             step_start=step_start,
             canary_workload="tcp-echo-v2",
             stable_workload="tcp-echo-v1",
+            scrape_interval_seconds=SCRAPE_INTERVAL,
         )
 
 
@@ -473,6 +486,7 @@ def test_envoy_counts_connect_failures_overflow_and_no_healthy_host_of_one_clust
         step_start=at.timestamp() - window,
         canary_cluster=canary,
         stable_cluster=stable,
+        scrape_interval_seconds=SCRAPE_INTERVAL,
     )
     assert counts(metrics, envoy_counts(variables, "canary"), at) == (6.0, 34.0)
     assert counts(metrics, envoy_counts(variables, "stable"), at) == (0.0, 80.0)
@@ -510,6 +524,7 @@ def test_envoy_counts_read_istio_proxies_cluster_name_label(
         step_start=at.timestamp() - window,
         canary_cluster=canary,
         cluster_label="cluster_name",
+        scrape_interval_seconds=SCRAPE_INTERVAL,
     )
     assert counts(metrics, envoy_counts(variables, "canary"), at) == (3.0, 20.0)
     assert grouped(metrics, "envoy-tcp-connect-error-ratio", variables, "canary", at) == (3.0, 20.0)
