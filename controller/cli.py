@@ -228,9 +228,15 @@ def _print_replay_text(result: Any) -> None:
     if result.problem is not None:
         typer.echo(f"nothing measured: {result.problem}")
     for step in result.steps:
+        recorded = step.recorded_share
         typer.echo(
             f"step {step.index + 1} weight {step.weight}: {step.outcome}"
             + (f" ({step.started_at:%H:%M:%S} - {step.ended_at:%H:%M:%S})" if step.started_at and step.ended_at else "")
+            + (
+                f"; recorded canary share {recorded['share'] * 100:.1f}% of {recorded['connections']} new connections"
+                if recorded is not None
+                else ""
+            )
         )
         for fold in fold_evaluations(step.evaluations):
             if fold.count == 1:
@@ -490,13 +496,19 @@ def sandbox(
 
 def _demo_summary(result: dict[str, Any], expected: str) -> str:
     lines = ["", f"outcome: {result['outcome']} (expected {expected}) after {result['seconds']} s", ""]
-    lines.append(f"{'weight':>6}  {'connections':>11}  {'two':>5}  {'share':>6}  {'errors':>6}  verdict")
+    lines.append(f"{'weight':>6}  {'connections':>11}  {'two':>5}  {'share':>6}  {'prom':>6}  {'errors':>6}  verdict")
     for step in result["steps"]:
         share = "-" if step["observed_canary_share"] is None else f"{step['observed_canary_share']:.1%}"
+        measured = step.get("prometheus_canary_share")
+        prom = "-" if measured is None else f"{measured:.1%}"
         lines.append(
-            f"{step['weight']:>6}  {step['connections']:>11}  {step['canary_replies']:>5}  {share:>6}  "
+            f"{step['weight']:>6}  {step['connections']:>11}  {step['canary_replies']:>5}  {share:>6}  {prom:>6}  "
             f"{step['errors']:>6}  {step['verdict'] or '-'}"
         )
+    lines.append(
+        "(share: the client's count of replies from v2; prom: the controller's traffic-share measure from Envoy's "
+        "counters at the step's last check)"
+    )
     latency = result["rollback_latency_seconds"]
     if latency:
         lines.append("")

@@ -205,3 +205,17 @@ def test_a_time_the_replay_cannot_read_names_the_accepted_forms(option: str, tmp
     assert f"invalid {option}: 'yesterday' is not a time; use RFC 3339 (" in result.stderr
     assert "Unix seconds" in result.stderr
     assert "now-DURATION (now-2h30m)" in result.stderr
+
+
+def test_a_replay_shows_the_recorded_share_but_never_holds_on_it() -> None:
+    # The history's canary got 20 % of new connections at every step: not the replayed 0/50/100 schedule,
+    # so a held step would be the replay's artefact. The share is shown; the policy's hold does not apply.
+    policy = _policy(trafficShare={"check": "fail"})
+    report = replay(policy, Timeline(broken_at=None), start=T0, end=T0 + timedelta(minutes=30))
+    assert report.outcome == "promoted"
+    shares = [step.recorded_share for step in report.steps]
+    assert shares[0] is not None
+    assert shares[0]["share"] == 0.2
+    assert shares[0]["off"] is True  # 20 % at weight 0: far off, as recorded
+    assert shares[3] is None  # weight 100: the stable side is a baseline, no share
+    assert report.as_dict()["steps"][1]["recordedShare"]["weight"] == 20

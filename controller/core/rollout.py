@@ -137,6 +137,9 @@ class AnalysisResult(_Data):
     reason: str = ""
     evaluated_at: datetime | None = None
     checks: list[dict[str, Any]] = Field(default_factory=list)
+    traffic_share: dict[str, Any] | None = Field(
+        None, description="The canary's share of new connections in the window against its weight (traffic_share)."
+    )
 
 
 class Observations(_Data):
@@ -280,6 +283,9 @@ class RolloutStatus(_Data):
     last_verdict: str | None = None
     last_analysis_at: datetime | None = None
     last_checks: list[dict[str, Any]] = Field(default_factory=list)
+    last_traffic_share: dict[str, Any] | None = Field(
+        None, description="The canary's share of new connections at the last evaluation, against its weight."
+    )
     consecutive_failures: int = 0
     consecutive_inconclusive: int = 0
     inconclusive_since: datetime | None = None
@@ -375,7 +381,7 @@ def with_conditions(status: RolloutStatus, now: datetime, step_count: int) -> Ro
 
 
 # What a passing evaluation changes in the status without changing any decision: the last measurements.
-_OBSERVATIONS = ("last_analysis_at", "last_checks", "last_verdict")
+_OBSERVATIONS = ("last_analysis_at", "last_checks", "last_verdict", "last_traffic_share")
 STATUS_REFRESH_SECONDS = 60.0
 
 
@@ -1075,6 +1081,7 @@ def _count_analysis(work: _Pass, current: AnalysisResult) -> bool:
         return False
     status.last_analysis_at = current.evaluated_at
     status.last_checks = current.checks
+    status.last_traffic_share = current.traffic_share
     status.last_verdict = f"{current.verdict}: {current.reason}" if current.reason else str(current.verdict)
     analysis = work.policy.spec.analysis
     if current.verdict == Verdict.FAIL:

@@ -16,6 +16,10 @@ Each ITEM has exactly these keys (values are ``null`` when unknown):
   ``Failed`` or ``Aborted``; ``null`` when the controller has recorded no status yet.
 * ``step``: display form ``"2/4"``; ``stepIndex``: 0-based index of the current step, -1 before the first.
 * ``weight``: the canary weight (percent) the controller set, ``null`` when none.
+* ``trafficShare``: the canary's observed share of new connections at the last evaluation, tested against
+  the weight (``{"weight", "canaryConnections", "connections", "share", "low", "high", "off", "reason"}``,
+  shares 0..1; docs/analysis.md), ``null`` when not measured. The table shows it beside the weight:
+  ``20 (18.0% seen)``.
 * ``stepStartedAt``: RFC 3339 time the current step's weight was confirmed live.
 * ``secondsInStep``: how long the current step has run (frozen while paused); ``null`` before the step's
   weight is live and once the run has ended.
@@ -64,6 +68,7 @@ ITEM_KEYS = (
     "step",
     "stepIndex",
     "weight",
+    "trafficShare",
     "stepStartedAt",
     "secondsInStep",
     "lastVerdict",
@@ -145,6 +150,7 @@ class StatusRow:
     stall: str | None = None
     history: tuple[HistoryEntry, ...] = ()
     conditions: tuple[Condition, ...] = field(default=())
+    traffic_share: dict[str, Any] | None = None
 
 
 def _step_display(status: RolloutStatus, step_count: int | None) -> str | None:
@@ -170,6 +176,14 @@ def _seconds_in_step(status: RolloutStatus, now: datetime) -> float | None:
 
 def _stall_of(status: RolloutStatus) -> str | None:
     return str(status.stall) if status.stall is not None else None
+
+
+def _current_share(status: RolloutStatus) -> dict[str, Any] | None:
+    """The last measured traffic share while it is about the weight now set (not after the run ended)."""
+    share = status.last_traffic_share
+    if share is None or status.phase in TERMINAL_PHASES or share.get("weight") != status.weight:
+        return None
+    return share
 
 
 def status_row(
@@ -235,6 +249,7 @@ def status_row(
         stall=_stall_of(status),
         history=tuple(status.history[-HISTORY_SHOWN:]),
         conditions=tuple(status.conditions),
+        traffic_share=_current_share(status),
     )
 
 
@@ -277,6 +292,17 @@ def reason(row: StatusRow) -> str:
     return "; ".join(parts) or NONE
 
 
+def weight_cell(row: StatusRow) -> str:
+    """The weight, with the canary's observed share of new connections when measured: ``20 (18.0% seen)``."""
+    if row.weight is None:
+        return NONE
+    observed = row.traffic_share or {}
+    share = observed.get("share")
+    if not isinstance(share, int | float):
+        return f"{row.weight}"
+    return f"{row.weight} ({share * 100:.1f}% seen{', far off' if observed.get('off') else ''})"
+
+
 def table_cells(row: StatusRow) -> tuple[str, ...]:
     """The row's cells, in the order of :data:`TABLE_HEADERS`; ``-`` where there is nothing to show.
 
@@ -288,7 +314,7 @@ def table_cells(row: StatusRow) -> tuple[str, ...]:
         row.source,
         display_phase(row),
         row.step or NONE,
-        f"{row.weight}" if row.weight is not None else NONE,
+        weight_cell(row),
         human_duration(row.seconds_in_step) if row.seconds_in_step is not None else NONE,
         verdict_word(row.last_verdict),
         reason(row),
@@ -319,6 +345,7 @@ def row_json(row: StatusRow) -> dict[str, Any]:
         "step": row.step,
         "stepIndex": row.step_index,
         "weight": row.weight,
+        "trafficShare": row.traffic_share,
         "stepStartedAt": _time(row.step_started_at),
         "secondsInStep": round(row.seconds_in_step, 3) if row.seconds_in_step is not None else None,
         "lastVerdict": row.last_verdict,

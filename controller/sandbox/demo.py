@@ -100,15 +100,20 @@ class StepResult:
     observed_canary_share: float | None
     errors: int
     verdict: str | None
+    # The controller's own measure, from Envoy's counters in Prometheus: its traffic-share check at the
+    # step's last evaluation (docs/analysis.md), beside the client's count of "two" replies.
+    prometheus_canary_share: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``steps[]`` entry of the JSON result."""
         share = None if self.observed_canary_share is None else round(self.observed_canary_share, 4)
+        measured = None if self.prometheus_canary_share is None else round(self.prometheus_canary_share, 4)
         return {
             "weight": self.weight,
             "connections": self.connections,
             "canary_replies": self.canary_replies,
             "observed_canary_share": share,
+            "prometheus_canary_share": measured,
             "errors": self.errors,
             "verdict": self.verdict,
         }
@@ -438,6 +443,7 @@ def _drive(
     assert sandbox.policy is not None
     on_policy(sandbox.policy)
     verdicts: dict[int, str] = {}
+    shares: dict[int, float] = {}  # weight -> the controller's measured canary share at its last evaluation
     state = LiveState()
     fault_at: float | None = None
     status: dict[str, Any] | None = None
@@ -456,6 +462,9 @@ def _drive(
                 owner = index - 1 if analysed and started and _instant(analysed) <= _instant(started) else index
                 if owner >= 0:
                     verdicts[owner] = str(verdict).split(":", 1)[0]
+            measured = status.get("lastTrafficShare")
+            if isinstance(measured, dict) and isinstance(measured.get("share"), int | float):
+                shares[int(measured["weight"])] = float(measured["share"])
             state.phase = str(status.get("phase", ""))
             state.step = str(status.get("step", ""))
             state.weight = status.get("weight")
@@ -481,6 +490,8 @@ def _drive(
             break
         time.sleep(0.2)
     result = _result(sandbox, status, verdicts, fault_at, original_route, time.monotonic() - began, initial_changes)
+    for step in result.steps:
+        step.prometheus_canary_share = shares.get(step.weight)
     result.policy = sandbox.policy
     return result
 

@@ -54,6 +54,7 @@ from controller.core.scrape_windows import (
     weight_zero_without_baseline,
     window_seconds,
 )
+from controller.core.traffic_share import DEFAULT_TOLERANCE_PP, TrafficShare, traffic_share
 from controller.ports import GroupedMetricsSource, MetricsSource, SampleTimesSource
 from controller.service.analysis import NoAnalysis
 
@@ -191,6 +192,7 @@ class PrometheusAnalysis:
         looks = max(1, math.ceil(duration / analysis.interval_seconds) - 1)
         information = min(1.0, analysis.interval_seconds / duration) if duration > 0 else 1.0
         results = []
+        opened: list[tuple[MetricCheck, Variables, SideData, SideData]] = []  # for the traffic share
         for check in analysis.metrics:
             configured = parse_go_duration(check.window) if check.window else None
             wanted = configured or (age if final else analysis.interval_seconds)
@@ -208,6 +210,7 @@ class PrometheusAnalysis:
                     weight=status.weight or 0,
                     at=now,
                     step_start=status.step_started_at,
+                    opened=opened,
                     alpha_share=step_alpha_share(
                         final=final, in_step_looks=looks, information=information, alpha=check_alpha(check)
                     ),
@@ -217,6 +220,8 @@ class PrometheusAnalysis:
         shared = _one_query_problem(results)
         if shared is not None:
             reason = shared
+        share = _share_of(policy, weight=status.weight or 0, opened=opened)
+        verdict, reason = _judge_share(policy, share, verdict, reason)
         return AnalysisResult(
             run_id=status.run_id,
             step_index=status.step_index,
@@ -224,6 +229,7 @@ class PrometheusAnalysis:
             reason=reason,
             evaluated_at=now,
             checks=[result.as_dict() for result in results],
+            traffic_share=share.as_dict() if share is not None else None,
         )
 
     def scrape_interval(self, policy: CanaryPolicy, at: datetime) -> tuple[float, str]:
@@ -324,6 +330,7 @@ class PrometheusAnalysis:
         at: datetime,
         step_start: datetime,
         alpha_share: float,
+        opened: list[tuple[MetricCheck, Variables, SideData, SideData]] | None = None,
     ) -> CheckResult:
         canary = self._side(policy, check, variables, "canary", at)
         if weight == 0:
@@ -332,6 +339,8 @@ class PrometheusAnalysis:
                 if not _wants_or_has_stable(check, variables)
                 else self._side(policy, check, variables, "stable", at)
             )
+            if opened is not None and stable_then is not None:
+                opened.append((check, variables, canary, stable_then))
             result = judge(check, canary, stable_then, weight=weight, alpha_share=alpha_share)
             return weight_zero_without_baseline(check, canary, stable_then, weight=weight, result=result)
         wants_stable = check.compare_to_stable is not None or check.count_test is not None
@@ -342,6 +351,8 @@ class PrometheusAnalysis:
             return judge(check, canary, None, weight=weight, alpha_share=alpha_share)
         if weight < 100:
             stable_now = self._side(policy, check, variables, "stable", at)
+            if opened is not None:
+                opened.append((check, variables, canary, stable_now))
             return judge(check, canary, stable_now, weight=weight, alpha_share=alpha_share)
         # Weight 100: stable serves nothing now; its baseline is the step before this one.
         duration = max(policy.spec.schedule.step_duration_seconds, minimum_window(variables.scrape_interval_seconds))
@@ -435,3 +446,48 @@ def _wants_or_has_stable(check: MetricCheck, variables: Variables) -> bool:
         return False
     side = variables.stable_cluster if check.template == "envoy-tcp-connect-error-ratio" else variables.stable_workload
     return side is not None
+
+
+# -- traffic share ----------------------------------------------------------------------------------
+
+
+def _opened_count(check: MetricCheck, side: SideData) -> tuple[bool, float | None]:
+    """(usable, connections opened) of one side of a built-in check; no series is 0 connections."""
+    outcome = side.value if check.template == "istio-tcp-connections" else side.total
+    if check.query is not None or outcome is None or outcome.error is not None:
+        return False, None
+    return True, outcome.value if outcome.value is not None else 0.0
+
+
+def _share_of(
+    policy: CanaryPolicy, *, weight: int, opened: list[tuple[MetricCheck, Variables, SideData, SideData]]
+) -> TrafficShare | None:
+    """The canary's share of new connections, from the first built-in check that measured both sides."""
+    for check, variables, canary, stable in opened:
+        canary_ok, canary_count = _opened_count(check, canary)
+        stable_ok, stable_count = _opened_count(check, stable)
+        if not (canary_ok and stable_ok) or not stable_count:
+            continue  # no stable connections: nothing to compare the canary's with
+        envoy = check.template == "envoy-tcp-connect-error-ratio"
+        name = (variables.canary_cluster if envoy else variables.canary_workload) or "the canary"
+        settings = policy.spec.analysis.traffic_share if policy.spec.analysis is not None else None
+        tolerance = settings.tolerance if settings is not None else DEFAULT_TOLERANCE_PP
+        return traffic_share(
+            canary=canary_count, stable=stable_count, weight=weight, canary_name=name, tolerance_pp=tolerance
+        )
+    return None
+
+
+def _judge_share(
+    policy: CanaryPolicy, share: TrafficShare | None, verdict: Verdict, reason: str
+) -> tuple[Verdict, str]:
+    """The evaluation's verdict once the traffic share is known: a share far from the weight holds the step
+    (inconclusive, ``check: hold``) or fails it (``check: fail``); a FAIL of the checks stands either way."""
+    settings = policy.spec.analysis.traffic_share if policy.spec.analysis is not None else None
+    mode = settings.check if settings is not None else "hold"
+    if share is None or not share.off or mode == "off" or verdict not in {Verdict.PASS, Verdict.INCONCLUSIVE}:
+        return verdict, reason
+    why = f"traffic-share: {share.reason}"
+    if verdict == Verdict.INCONCLUSIVE and reason:
+        why = f"{why}; {reason}"
+    return (Verdict.FAIL if mode == "fail" else Verdict.INCONCLUSIVE), why

@@ -47,6 +47,13 @@ class ReplayStep:
     evaluations: list[AnalysisResult] = field(default_factory=list)
     outcome: str = "not reached"
 
+    @property
+    def recorded_share(self) -> dict[str, Any] | None:
+        """The canary's share of new connections in the history, from the step's last evaluation that
+        measured it (the final one covers the whole step)."""
+        shares = [e.traffic_share for e in self.evaluations if e.traffic_share is not None]
+        return shares[-1] if shares else None
+
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
@@ -55,12 +62,14 @@ class ReplayStep:
             "startedAt": self.started_at.isoformat() if self.started_at else None,
             "endedAt": self.ended_at.isoformat() if self.ended_at else None,
             "outcome": self.outcome,
+            "recordedShare": self.recorded_share,
             "evaluations": [
                 {
                     "at": e.evaluated_at.isoformat() if e.evaluated_at else None,
                     "verdict": str(e.verdict),
                     "reason": e.reason,
                     "checks": e.checks,
+                    "trafficShare": e.traffic_share,
                 }
                 for e in self.evaluations
             ],
@@ -197,10 +206,25 @@ def _apply(obj: dict[str, Any], effect: WriteRoute) -> None:
     node[parts[-1]] = effect.destinations
 
 
+def _share_shown_only(policy: CanaryPolicy) -> CanaryPolicy:
+    """The policy with its traffic-share check off: recorded history carries the weights that were live then,
+    not the replayed schedule's, so the share is shown but never holds or fails a replayed step."""
+    document = policy.model_dump(mode="json", exclude_none=True)
+    analysis = document["spec"].get("analysis")
+    if analysis is None:
+        return policy
+    analysis["trafficShare"] = {**analysis.get("trafficShare", {}), "check": "off"}
+    return CanaryPolicy.model_validate(document)
+
+
 def replay(
     policy: CanaryPolicy, metrics: MetricsSource, *, start: datetime, end: datetime, tick_seconds: float = 5.0
 ) -> ReplayReport:
-    """Replay ``policy`` over ``[start, end]`` against recorded metrics."""
+    """Replay ``policy`` over ``[start, end]`` against recorded metrics.
+
+    The traffic-share check only shows the recorded share (see :func:`_share_shown_only`).
+    """
+    policy = _share_shown_only(policy)
     analysis = PrometheusAnalysis(metrics)
     target = _synthetic_target(policy)
     status = RolloutStatus()

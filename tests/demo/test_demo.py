@@ -109,6 +109,14 @@ def test_a_healthy_canary_is_promoted_with_the_planned_traffic_split(
             f"outside the 99.9 % interval [{low}, {high}]"
         )
         assert step["verdict"] == "pass", step
+    # The controller's traffic-share measure (Envoy's counters in Prometheus) agrees with the client's replies.
+    measured = {step["weight"]: step["prometheus_canary_share"] for step in result["steps"]}
+    client = {step["weight"]: step["observed_canary_share"] for step in result["steps"]}
+    assert measured[0] == 0.0
+    assert measured[100] is None  # at 100 % the stable side is the step before's baseline: no share
+    for weight in (20, 50):
+        assert measured[weight] is not None, result["steps"]
+        assert abs(measured[weight] - client[weight]) <= 0.1, (weight, measured, client)
     assert _weights(result["final_route"], variant) == {"v1": 0, "v2": 100}
     assert result["rollback_latency_seconds"] is None
     assert result["alerts"] == []
