@@ -95,6 +95,9 @@ def test_text_output_folds_runs_of_identical_evaluations(replay: Replay, tmp_pat
     assert count > 10
     assert "-" in span
     assert "no canary connections in the window" in rest
+    # The recorded share is shown per step (never judged in a replay): none of stable's connections' share.
+    assert "step 2 weight 20: in progress" in result.stdout
+    assert "; recorded canary share 0.0% of " in result.stdout
     assert len(result.stdout.splitlines()) < 20, result.stdout
 
 
