@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from controller.core.alerts import AlertMessage
-from controller.core.measurement import QueryOutcome, SampleTimes, VectorOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import AlertRoute, CanaryPolicy
 from controller.core.rollout import AnalysisResult, Command, RolloutStatus
 from controller.core.writers import WriterStamp
@@ -185,15 +185,6 @@ class GroupedMetricsSource(MetricsSource, Protocol):
         self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
     ) -> VectorOutcome:
         """Evaluate ``sum by (labels) (...)`` at ``at``: a value per group (keyed by ``labels``' values)."""
-        ...
-
-
-@runtime_checkable
-class SampleTimesSource(MetricsSource, Protocol):
-    """A MetricsSource that also returns the sample timestamps of a range selector (the scrape interval)."""
-
-    def sample_times(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> SampleTimes:
-        """Evaluate ``S[range]`` at ``at``: each series' sample timestamps."""
         ...
 
 

@@ -171,10 +171,14 @@ class GroupedMetrics(ScriptedMetrics):
         super().__init__()
         self.counts["shop-v2"] = (3, 300)
         self.vector_queries: list[tuple[str, datetime]] = []
+        self.interval_queries: list[str] = []
 
     def query_vector(
         self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
     ) -> VectorOutcome:
+        if "count_over_time" in query:  # the scrape interval (tests/test_scrape_windows.py): unknown here
+            self.interval_queries.append(query)
+            return VectorOutcome(query=query)
         self.vector_queries.append((query, at))
         assert labels == ("destination_workload", "destination_workload_namespace")
         namespace = connection.metadata.namespace if connection is not None else ""

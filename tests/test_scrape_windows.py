@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from controller.core.judgement import SideData, judge
-from controller.core.measurement import QueryOutcome, SampleTimes
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, MetricCheck
 from controller.core.promql import Variables, istio_counts, window_series
 from controller.core.rollout import AnalysisResult, Phase, RolloutStatus, Verdict, decide
 from controller.core.scrape_windows import (
     not_yet_reason,
-    scrape_interval_from_samples,
+    slowest,
     weight_zero_without_baseline,
     window_seconds,
 )
@@ -27,7 +27,8 @@ from tests.test_rollout import seed_policy, seed_target
 
 
 class SpacedMetrics:
-    """Answers count queries with fixed numbers, and range selectors with samples every ``spacing`` s."""
+    """Answers count queries with fixed numbers, and the grouped scrape-interval query with ``spacing`` for
+    the stable group and a faster one for the canary's (None: no group)."""
 
     def __init__(self, spacing: float | None, counts: dict[str, tuple[float | None, float | None]]) -> None:
         self.spacing = spacing
@@ -42,13 +43,20 @@ class SpacedMetrics:
         errors, total = self.counts[workload.group(1)]
         return QueryOutcome(query=query, value=errors if 'response_flags!="-"' in query else total)
 
-    def sample_times(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> SampleTimes:
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
         self.learned.append(query)
+        assert "count_over_time" in query, "only the scrape interval is queried grouped here"
         if self.spacing is None:
-            return SampleTimes(query=query)
-        end = at.timestamp()
-        times = tuple(end - 600 + k * self.spacing for k in range(int(600 / self.spacing)))
-        return SampleTimes(query=query, series=(times, times[3:]))
+            return VectorOutcome(query=query)
+        namespace = "istio-io-tcp-traffic-shifting"
+        values: dict[tuple[str, ...], float] = {
+            ("tcp-echo-v1", namespace): self.spacing,
+            ("tcp-echo-v2", namespace): self.spacing / 3,
+            ("tcp-echo-v2", "elsewhere"): 10 * self.spacing,
+        }
+        return VectorOutcome(query=query, values=values)
 
 
 def _policy(*, step: str = "2m", **analysis: Any) -> CanaryPolicy:
@@ -74,12 +82,10 @@ HEALTHY: dict[str, tuple[float | None, float | None]] = {"tcp-echo-v2": (0.0, 50
 # ----------------------------------------------------------------------------------- learning the interval
 
 
-def test_the_interval_is_the_slowest_series_median_spacing_and_a_missed_scrape_does_not_count() -> None:
-    fast = [0.0, 15.0, 30.0, 45.0, 75.0, 90.0]  # one missed scrape at 60
-    slow = [1.0, 31.0, 61.0]
-    assert scrape_interval_from_samples([fast]) == 15.0
-    assert scrape_interval_from_samples([fast, slow]) == 30.0
-    assert scrape_interval_from_samples([[5.0], []]) is None
+def test_the_interval_is_the_slowest_known_one() -> None:
+    assert slowest([15.0, 30.0004, 5.0]) == 30.0
+    assert slowest([float("inf"), float("nan"), 0.0]) is None
+    assert slowest([]) is None
 
 
 def test_the_window_is_at_least_two_scrape_intervals_but_never_reaches_before_the_step() -> None:
@@ -127,6 +133,18 @@ def test_the_first_check_of_a_step_waits_for_two_learned_scrapes_and_queries_not
     assert len(metrics.learned) == 1, "learned once, then reused"
 
 
+def test_the_interval_is_learned_once_for_every_rollout_of_a_template_and_its_own_groups_are_used() -> None:
+    metrics = SpacedMetrics(15.0, HEALTHY)
+    analysis = PrometheusAnalysis(metrics)
+    for name in ("a", "b", "c"):
+        doc = _policy().model_dump(mode="json", exclude_none=True)
+        doc["metadata"]["name"] = name
+        policy = CanaryPolicy.model_validate(doc)
+        seconds, source = analysis.scrape_interval(policy, T0)
+        assert (seconds, source) == (15.0, "learned from the samples"), "the slowest of its canary and stable"
+    assert len(metrics.learned) == 1
+
+
 def test_a_window_shorter_than_two_scrapes_is_widened_in_step_and_the_interval_is_relearned_later() -> None:
     metrics = SpacedMetrics(15.0, HEALTHY)
     analysis = PrometheusAnalysis(metrics)
@@ -137,6 +155,21 @@ def test_a_window_shorter_than_two_scrapes_is_widened_in_step_and_the_interval_i
     assert all("[30s]" in q for q in metrics.queries), "interval 10s widened to two 15 s scrapes"
     analysis.verdict(policy=policy, status=_status(), now=T0 + timedelta(seconds=100 + 301))
     assert len(metrics.learned) == 2
+
+
+def test_a_failed_learning_query_is_asked_again_soon_and_until_then_the_interval_is_unknown() -> None:
+    metrics = SpacedMetrics(15.0, HEALTHY)
+    failing = metrics.query_vector
+    answers = iter([VectorOutcome(query="q", error="Prometheus unreachable")])
+
+    def flaky(**kwargs: Any) -> VectorOutcome:
+        return next(answers, None) or failing(**kwargs)
+
+    metrics.query_vector = flaky  # type: ignore[method-assign]
+    analysis = PrometheusAnalysis(metrics)
+    assert analysis.scrape_interval(_policy(), T0) == (0.0, "unknown")
+    assert analysis.scrape_interval(_policy(), T0 + timedelta(seconds=10)) == (0.0, "unknown"), "not asked again yet"
+    assert analysis.scrape_interval(_policy(), T0 + timedelta(seconds=31)) == (15.0, "learned from the samples")
 
 
 def test_the_policy_field_overrides_the_setting_which_overrides_what_is_learned() -> None:

@@ -45,7 +45,7 @@ from urllib3.util.retry import Retry
 from controller.adapters.kubernetes.secrets import SecretReader, describe_ref
 from controller.adapters.redaction import MAX_MESSAGE, MIN_REDACTED, cut
 from controller.core.durations import parse_go_duration
-from controller.core.measurement import QueryOutcome, SampleTimes, VectorOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, PrometheusSpec
 from controller.core.url_rules import same_url, strip_userinfo
 from controller.errors import CanaryError, PolicyError, SecretError
@@ -206,23 +206,6 @@ class PrometheusMetricsSource:
             except (TypeError, ValueError, IndexError):
                 return VectorOutcome(query=query, error="malformed answer from Prometheus: a sample is not a number")
         return VectorOutcome(query=query, values=values)
-
-    def sample_times(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> SampleTimes:
-        """Evaluate a range selector (``S[10m]``) at ``at``: the timestamps of each series' samples, from which
-        the scrape interval is learned. Never raises (see :meth:`query`)."""
-        answer = self._evaluate(query, at, connection)
-        if isinstance(answer, QueryOutcome):
-            return SampleTimes(query=query, error=answer.error)
-        result, settings = answer
-        if not isinstance(result, list) or any(not isinstance(item, dict) or "values" not in item for item in result):
-            return SampleTimes(
-                query=query, error=self._failed(query, "query did not return a range vector", settings).error
-            )
-        try:
-            series = tuple(tuple(float(sample[0]) for sample in item["values"]) for item in result)
-        except (TypeError, ValueError, IndexError):
-            return SampleTimes(query=query, error="malformed answer from Prometheus: a sample time is not a number")
-        return SampleTimes(query=query, series=series)
 
     def _evaluate(
         self, query: str, at: datetime, connection: CanaryPolicy | None

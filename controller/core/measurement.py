@@ -50,12 +50,3 @@ class VectorOutcome:
         if math.isinf(value):
             return QueryOutcome(query=query, error=f"query returned {'+' if value > 0 else '-'}Inf")
         return QueryOutcome(query=query, value=value)
-
-
-@dataclass(frozen=True)
-class SampleTimes:
-    """The result of one range-selector query (``S[10m]``): each series' sample timestamps, or an error."""
-
-    query: str
-    series: tuple[tuple[float, ...], ...] = ()
-    error: str | None = None

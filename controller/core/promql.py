@@ -189,30 +189,6 @@ def envoy_counts(variables: Variables, side: Side) -> CountQueries:
     return CountQueries(errors=errors, total=total)
 
 
-def scrape_selector(template: str, variables: Variables) -> str | None:
-    """A selector of the counters a built-in template reads, both sides at once, whose samples' spacing is
-    the scrape interval the windows respect (None: a template with nothing to select). The stable side is
-    included so that it is known at weight 0, before the canary has a series."""
-    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
-        workloads = [w for w in (variables.canary_workload, variables.stable_workload) if w is not None]
-        if not workloads:
-            return None
-        labels = {
-            "reporter": ("=", "source"),
-            "destination_workload_namespace": ("=", variables.namespace),
-            "destination_workload": ("=~", "|".join(regex_escape(w) for w in workloads)),
-        }
-        return ISTIO_OPENED + _matchers(labels)
-    if template == "envoy-tcp-connect-error-ratio":
-        clusters = [c for c in (variables.canary_cluster, variables.stable_cluster) if c is not None]
-        if not clusters:
-            return None
-        return ENVOY_ATTEMPTS[0] + _matchers(
-            {variables.cluster_label: ("=~", "|".join(regex_escape(c) for c in clusters))}
-        )
-    return None
-
-
 def expand_custom(query: str, variables: Variables, side: Side) -> str:
     """Substitute ``{{ name }}`` / ``{{ name | regex }}`` in a custom query, quoting every value.
 
@@ -392,3 +368,45 @@ def counts_from_groups(
     base = value(ENVOY_ATTEMPTS[0])
     total = None if base is None else base + sum(value(name) or 0.0 for name in ENVOY_ATTEMPTS[1:])
     return QueryOutcome(shown.errors, value=errors), QueryOutcome(shown.total, value=total)
+
+
+def scrape_interval_queries(template: str, *, cluster_label: str = "envoy_cluster_name") -> GroupedQueries | None:
+    """The grouped query from which the scrape interval of a built-in template's counters is learned, shared
+    by every rollout on one Prometheus (None for a template with no counters of its own).
+
+    Per series, the average spacing of its samples over the last 5 minutes, exactly:
+    ``(timestamp(S) - timestamp(S offset 5m)) / count_over_time(S[299999ms])`` (from the last sample at
+    least 5 minutes old to the newest, over the samples after it); a series younger than that has no sample
+    5 minutes back, so it is measured over its last minute the same way, and one younger than a minute is
+    left out (a new series cannot look slow). Then the slowest series of each
+    group (the labels that tell rollouts apart, as in ``grouped_queries``), since a window must hold two
+    samples of every counter. A missed scrape makes a series look a little slower, never faster.
+    """
+    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+        labels: tuple[str, ...] = ISTIO_GROUP
+        selector = ISTIO_OPENED + _matchers({"reporter": ("=", "source")})
+    elif template == "envoy-tcp-connect-error-ratio":
+        labels = (cluster_label,)
+        selector = ENVOY_ATTEMPTS[0]
+    else:
+        return None
+
+    def spacing(back: str, range_ms: int) -> str:
+        return (
+            f"(timestamp({selector}) - timestamp({selector} offset {back})) / count_over_time({selector}[{range_ms}ms])"
+        )
+
+    # Over 5 minutes; a series between 1 and 5 minutes old over its last minute.
+    either = f"{spacing('5m', 299_999)} or {spacing('1m', 59_999)}"
+    return GroupedQueries(labels, {"interval": f"max by ({', '.join(labels)}) ({either})"})
+
+
+def interval_groups(template: str, variables: Variables) -> list[tuple[str, ...]]:
+    """The groups of ``scrape_interval_queries`` holding the counters one policy's check reads: the canary's
+    and the stable's (the stable's is there at weight 0, before the canary has a series)."""
+    if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
+        workloads = (variables.canary_workload, variables.stable_workload)
+        return [(workload, variables.namespace) for workload in workloads if workload is not None]
+    if template == "envoy-tcp-connect-error-ratio":
+        return [(cluster,) for cluster in (variables.canary_cluster, variables.stable_cluster) if cluster is not None]
+    return []

@@ -5,8 +5,8 @@ a series or none, although the series is there, so an early look would read "no 
 and the last sample before the window was taken before the step (its weight) began. So:
 
 * the **scrape interval** of the counters a policy reads is learned from the spacing of their samples
-  (``scrape_interval_from_samples``), unless the policy (``spec.analysis.scrapeInterval``) or the
-  controller's setting states it;
+  (``controller.core.promql.scrape_interval_queries``), unless the policy (``spec.analysis.scrapeInterval``)
+  or the controller's setting states it;
 * a window is never shorter than **two scrape intervals** (``minimum_window``); until the step is that old
   the analysis is "not yet" (``not_yet_reason``): neither data nor no data, it holds the step and counts
   nothing;
@@ -23,36 +23,23 @@ baseline either) has no data; it must not pass (``weight_zero_without_baseline``
 
 from __future__ import annotations
 
-import itertools
-import statistics
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable
 from datetime import datetime
 
 from controller.core.judgement import CheckResult, SideData
 from controller.core.policy import MetricCheck
 from controller.core.rollout import Verdict
 
-# How far back the spacing of samples is read: two samples even at a 5-minute scrape interval.
-LEARN_LOOKBACK_SECONDS = 600.0
 # Scrapes a window must be able to hold.
 SCRAPES_PER_WINDOW = 2
 
 
-def scrape_interval_from_samples(series: Sequence[Sequence[float]]) -> float | None:
-    """The scrape interval of the slowest series: per series the median spacing of its samples (a missed
-    scrape does not count), then the largest over the series, so that a window of two intervals holds two
-    samples of every one. None when no series has two samples.
-
-    Args:
-        series: each series' sample timestamps (seconds), in any order.
-    """
-    intervals: list[float] = []
-    for times in series:
-        ordered = sorted(times)
-        gaps = [later - earlier for earlier, later in itertools.pairwise(ordered) if later > earlier]
-        if gaps:
-            intervals.append(statistics.median(gaps))
-    return round(max(intervals), 3) if intervals else None
+def slowest(intervals: Iterable[float]) -> float | None:
+    """The scrape interval a policy's windows respect: the slowest of its counters' (learned per group),
+    to the millisecond; None when none is known. Non-finite or non-positive values are ignored."""
+    known = [value for value in intervals if math.isfinite(value) and value > 0]
+    return round(max(known), 3) if known else None
 
 
 def minimum_window(scrape_interval_seconds: float) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -41,21 +42,21 @@ from controller.core.promql import (
     expand_custom,
     group_key,
     grouped_queries,
+    interval_groups,
     istio_counts,
     prom_duration,
-    scrape_selector,
+    scrape_interval_queries,
 )
 from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
 from controller.core.scrape_windows import (
-    LEARN_LOOKBACK_SECONDS,
     minimum_window,
     not_yet_reason,
-    scrape_interval_from_samples,
+    slowest,
     weight_zero_without_baseline,
     window_seconds,
 )
 from controller.core.traffic_share import DEFAULT_TOLERANCE_PP, TrafficShare, traffic_share
-from controller.ports import GroupedMetricsSource, MetricsSource, SampleTimesSource
+from controller.ports import GroupedMetricsSource, MetricsSource
 from controller.service.analysis import NoAnalysis
 
 
@@ -103,14 +104,17 @@ def variables_for(
     )
 
 
-# How long a learned scrape interval is used before it is learned again.
+# How long a learned scrape interval is used before it is learned again (after a failed query: sooner).
 LEARNED_FOR_SECONDS = 300.0
+RELEARN_AFTER_FAILURE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class _Learned:
+    """One template's learned scrape intervals on one Prometheus: when, and per group."""
+
     at: datetime
-    seconds: float | None
+    groups: Mapping[tuple[str, ...], float]
 
 
 @dataclass
@@ -138,7 +142,7 @@ class PrometheusAnalysis:
         self.metrics = metrics
         self.group_seconds = group_seconds
         self.scrape_interval_seconds = scrape_interval_seconds
-        self._learned: dict[tuple[_Key, str], _Learned] = {}
+        self._learned: dict[tuple[str, str, str], _Learned] = {}
         self._learned_lock = threading.Lock()
         self._last: dict[_Key, AnalysisResult] = {}
         self._fallback = NoAnalysis()
@@ -235,9 +239,14 @@ class PrometheusAnalysis:
     def scrape_interval(self, policy: CanaryPolicy, at: datetime) -> tuple[float, str]:
         """The scrape interval the policy's windows respect, in seconds, and where it comes from: the
         policy's ``scrapeInterval``, the controller's setting, or learned from the spacing of the samples of
-        the counters its built-in checks read (relearned every ``LEARNED_FOR_SECONDS``). 0 when unknown
-        (no such counter has two samples in the last 10 minutes, or Prometheus did not answer): no minimum
-        window then, and no data is no data."""
+        the counters its built-in checks read (the slowest of them). 0 when unknown (only custom queries, no
+        such counter is 5 minutes old, or Prometheus did not answer): no minimum window then, and no data
+        is no data.
+
+        Learning is one grouped query per template and Prometheus, shared by every rollout and repeated
+        every ``LEARNED_FOR_SECONDS`` (``controller.core.promql.scrape_interval_queries``), so the queries do
+        not grow with the number of rollouts.
+        """
         analysis = policy.spec.analysis
         assert analysis is not None
         stated = analysis.scrape_interval_seconds
@@ -245,42 +254,50 @@ class PrometheusAnalysis:
             return stated, "spec.analysis.scrapeInterval"
         if self.scrape_interval_seconds is not None:
             return self.scrape_interval_seconds, "the controller's setting"
-        if not isinstance(self.metrics, SampleTimesSource):
+        if not isinstance(self.metrics, GroupedMetricsSource):
             return 0.0, "unknown"
-        variables = variables_for(policy, window_seconds=LEARN_LOOKBACK_SECONDS, step_start=at)
-        selectors = sorted(
-            {s for c in analysis.metrics if c.template is not None and (s := scrape_selector(c.template, variables))}
-        )
-        if not selectors:
-            return 0.0, "unknown"
-        key = (_Key(policy.metadata.namespace, policy.metadata.name), "|".join(selectors))
+        variables = variables_for(policy, window_seconds=0.0, step_start=at)
+        intervals: list[float] = []
+        for template in dict.fromkeys(c.template for c in analysis.metrics if c.template is not None):
+            learned = self._learned_groups(policy, template, variables.cluster_label, at)
+            intervals.extend(learned[key] for key in interval_groups(template, variables) if key in learned)
+        seconds = slowest(intervals)
+        return (0.0, "unknown") if seconds is None else (seconds, "learned from the samples")
+
+    def _learned_groups(
+        self, policy: CanaryPolicy, template: str, cluster_label: str, at: datetime
+    ) -> Mapping[tuple[str, ...], float]:
+        """Each group's scrape interval for one template on the policy's Prometheus, learned at most every
+        ``LEARNED_FOR_SECONDS`` (a failed answer keeps the last one)."""
+        assert isinstance(self.metrics, GroupedMetricsSource)
+        queries = scrape_interval_queries(template, cluster_label=cluster_label)
+        if queries is None:
+            return {}
+        spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
+        connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
+        key = (connection, template, cluster_label)
         with self._learned_lock:
             known = self._learned.get(key)
-        if known is None or abs((at - known.at).total_seconds()) >= LEARNED_FOR_SECONDS:
-            learned = self._learn(policy, selectors, at)
-            if learned is None and known is not None:
-                learned = known.seconds  # keep the last one through a failed or empty answer
-            known = _Learned(at=at, seconds=learned)
+            if known is not None and abs((at - known.at).total_seconds()) < LEARNED_FOR_SECONDS:
+                return known.groups
+            # Claimed before querying, so passes in parallel do not all ask; they use the last answer.
+            self._learned[key] = _Learned(at=at, groups=known.groups if known is not None else {})
+        try:
+            answer = self.metrics.query_vector(
+                query=queries.parts["interval"], at=at, labels=queries.labels, connection=policy
+            )
+        except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
+            answer = VectorOutcome(query=queries.parts["interval"], error=f"internal error: {type(exc).__name__}")
+        if answer.error is not None:
+            # Keep the last answer, and ask again soon rather than in LEARNED_FOR_SECONDS.
+            retry = at - timedelta(seconds=LEARNED_FOR_SECONDS - RELEARN_AFTER_FAILURE_SECONDS)
+            old = known.groups if known is not None else {}
             with self._learned_lock:
-                self._learned[key] = known
-        if known.seconds is None:
-            return 0.0, "unknown"
-        return known.seconds, "learned from the samples"
-
-    def _learn(self, policy: CanaryPolicy, selectors: list[str], at: datetime) -> float | None:
-        assert isinstance(self.metrics, SampleTimesSource)
-        series: list[tuple[float, ...]] = []
-        for selector in selectors:
-            try:
-                answer = self.metrics.sample_times(
-                    query=f"{selector}[{prom_duration(LEARN_LOOKBACK_SECONDS)}]", at=at, connection=policy
-                )
-            except Exception:  # the port promises not to raise; a bug there must not stop the rollout
-                return None
-            if answer.error is not None:
-                return None
-            series.extend(answer.series)
-        return scrape_interval_from_samples(series)
+                self._learned[key] = _Learned(at=retry, groups=old)
+            return old
+        with self._learned_lock:
+            self._learned[key] = _Learned(at=at, groups=dict(answer.values))
+        return answer.values
 
     def _query(self, policy: CanaryPolicy, query: str, at: datetime) -> QueryOutcome:
         try:
