@@ -23,6 +23,7 @@ import pytest
 
 from controller.adapters.kubernetes.secrets import SecretReader
 from controller.adapters.prometheus import PrometheusMetricsSource
+from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy
 from controller.core.promql import ISTIO_OPENED
 from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
@@ -340,3 +341,38 @@ def test_a_weight_0_step_observes_the_stable_baseline_and_with_no_series_at_all_
         assert nothing
         assert all(look.result.verdict == Verdict.FAIL for look in nothing), nothing[-1].result.reason  # onNoData
         assert "no data" in str(nothing[-1].result.checks[0]["reason"])
+
+
+class Recording:
+    """The adapter, recording which queries went alone and which grouped."""
+
+    def __init__(self, metrics: PrometheusMetricsSource) -> None:
+        self.metrics = metrics
+        self.alone: list[str] = []
+        self.grouped: list[str] = []
+
+    def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
+        self.alone.append(query)
+        return self.metrics.query(query=query, at=at, connection=connection)
+
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
+        self.grouped.append(query)
+        return self.metrics.query_vector(query=query, at=at, labels=labels, connection=connection)
+
+
+def test_grouped_queries_shared_by_rollouts_count_exactly_what_each_rollout_counts_alone(mesh: History) -> None:
+    """The grouped path (``CANARY_PROMETHEUS_GROUP_SECONDS``) over the same windows: the same counts."""
+    began = step_start(50)
+    status = RolloutStatus(run_id="g", step_index=2, weight=50, step_started_at=at(began))
+    recorded = Recording(mesh.metrics)
+    alone, grouped = PrometheusAnalysis(mesh.metrics), PrometheusAnalysis(recorded, group_seconds=5)
+    for second in (began + 2 * mesh.scrape + 1, began + 97.5, began + STEP + 1):
+        final = second >= began + STEP
+        one = alone.evaluate(policy(), status, now=at(second), final=final)
+        shared = grouped.evaluate(policy(), status, now=at(second), final=final)
+        assert counts(one) == counts(shared), second - began
+        assert counts(one)[1] > 0
+    assert recorded.alone == [], "every count came from the grouped queries"
+    assert len(recorded.grouped) == 1 + 3 * 2, "the scrape interval once, then errors and totals per look"
