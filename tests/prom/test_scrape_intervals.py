@@ -35,6 +35,7 @@ from tests.test_rollout import seed_policy
 NS = "shop"
 NEIGHBOUR = "neighbour"
 BROKEN = "broken"  # the same gateways, a canary that refuses every connection from BROKEN_AT on
+THIN = "thin"  # the same gateways, a canary that gets one connection every 20 s from each
 GATEWAYS = ("istio-ingressgateway-7d9f-abcde", "istio-ingressgateway-7d9f-fghij")
 PER_SECOND = 10  # connections each gateway pod opens every second
 HISTORY = 2100  # seconds of history
@@ -102,6 +103,7 @@ def history(scrape: int) -> list[Point]:
             (NEIGHBOUR, "tcp-echo-v2", "-"): 1_234_567.0 + index,
             (NEIGHBOUR, "tcp-echo-v2", "UF,URX"): 1_111_111.0 + index,
             (BROKEN, "tcp-echo-v1", "-"): 3_000_000.0 + index,
+            (THIN, "tcp-echo-v1", "-"): 5_000_000.0 + index,
         }
         born: set[tuple[str, str, str]] = set(values)
         scrapes = set(range(phases[index], HISTORY, scrape))
@@ -117,6 +119,8 @@ def history(scrape: int) -> list[Point]:
                 (NEIGHBOUR, "tcp-echo-v1", "-"): 4,
                 (BROKEN, "tcp-echo-v2", "UF,URX" if second >= BROKEN_AT else "-"): canary,
                 (BROKEN, "tcp-echo-v1", "-"): stable,
+                (THIN, "tcp-echo-v2", "-"): 1 if canary and second % 20 == 0 else 0,
+                (THIN, "tcp-echo-v1", "-"): PER_SECOND,
             }
             for key, amount in increments.items():
                 if amount:
@@ -376,3 +380,15 @@ def test_grouped_queries_shared_by_rollouts_count_exactly_what_each_rollout_coun
         assert counts(one)[1] > 0
     assert recorded.alone == [], "every count came from the grouped queries"
     assert len(recorded.grouped) == 1 + 3 * 2, "the scrape interval once, then errors and totals per look"
+
+
+def test_a_canary_with_too_few_connections_never_passes_a_step(mesh: History) -> None:
+    """About 18 canary connections in a 3-minute step, below minConnections (100): held, never passed."""
+    seen = [
+        look for look in looks(mesh, 20, until=STEP + TICK, namespace=THIN) if look.result.verdict != Verdict.NOT_YET
+    ]
+    assert seen
+    assert all(look.result.verdict == Verdict.INCONCLUSIVE for look in seen), [look.result.reason for look in seen]
+    gate = seen[-1].result.checks[0]
+    assert 0 < gate["canaryConnections"] < 100
+    assert "fewer than minConnections 100" in str(gate["reason"])
