@@ -73,6 +73,9 @@ def record(metrics: ControllerMetrics, *, leader: bool, weight: float, step: int
     metrics.alert_outcome("slack", "sent")
     metrics.alert_outcome("webhook", "failed")
     metrics.api_error(409)
+    metrics.policy_errors.labels("file").set(1)
+    metrics.conflicting_writers.labels(NAMESPACE, POLICY).set(1)
+    metrics.stalled.labels(NAMESPACE, POLICY, "AwaitingAnalysis").set(1)
 
 
 @pytest.fixture(scope="module")
