@@ -289,8 +289,7 @@ def replay(
     value, 2 for bad times or options, 3 when it measured nothing (Prometheus cannot be queried, or no
     data in the window).
     """
-    from controller.adapters.kubernetes.secrets import SecretReader  # noqa: PLC0415
-    from controller.adapters.prometheus import PrometheusMetricsSource  # noqa: PLC0415
+    from controller.runtime.composition import replay_metrics  # noqa: PLC0415 - heavy imports, replay only
     from controller.service.replay import replay as run_replay  # noqa: PLC0415
     from controller.service.replay import sweep as run_sweep  # noqa: PLC0415
     from controller.service.replay import with_setting  # noqa: PLC0415
@@ -335,7 +334,7 @@ def replay(
         except ValueError as exc:
             _err(f"--sweep {exc}")
             raise typer.Exit(1) from None
-    metrics = PrometheusMetricsSource(default_url=prometheus, secrets=SecretReader())
+    metrics = replay_metrics(prometheus)
     try:
         if swept is not None:
             runs = run_sweep(

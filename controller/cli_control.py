@@ -34,7 +34,6 @@ from controller.adapters.kubernetes.control import (
     close_kube_api,
     list_statuses,
     namespace_exists,
-    open_kube_api,
     record_command,
     server_url,
     status_rows,
@@ -130,6 +129,8 @@ def _fail(exc: CanaryError, api: KubeApi | None) -> typer.Exit:
 @contextmanager
 def _kube(kubeconfig: str | None, context: str | None) -> Iterator[KubeApi]:
     """The API for one command, closed when it ends; the project's errors become messages and exit 1."""
+    from controller.runtime.composition import open_kube_api  # noqa: PLC0415 - heavy imports, API commands only
+
     try:
         api = open_kube_api(kubeconfig=kubeconfig, context=context)
     except CanaryError as exc:

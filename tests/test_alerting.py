@@ -9,7 +9,7 @@ from controller.core.alerts import AlertMessage
 from controller.core.policy import AlertRoute, CanaryPolicy
 from controller.core.rollout import Phase, Verdict
 from controller.ports import DeliveryResult, PolicyRef
-from controller.runtime.daemon import SystemClock
+from controller.runtime.loop import SystemClock
 from controller.service.alerting import AlertDispatcher
 from tests.fakes import MemoryStore
 from tests.rollout_sim import Sim

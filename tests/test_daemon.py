@@ -10,7 +10,7 @@ import pytest
 
 from controller.core.policy import CanaryPolicy
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
-from controller.runtime.daemon import Controller
+from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies
 from controller.settings import Settings
@@ -32,7 +32,7 @@ def _policy(name: str) -> CanaryPolicy:
     return CanaryPolicy.model_validate(doc)
 
 
-def _world(names: list[str], slow: set[str]) -> tuple[Controller, dict[str, MemoryRouter], MemoryStore, ListEvents]:
+def _world(names: list[str], slow: set[str]) -> tuple[ReconcileLoop, dict[str, MemoryRouter], MemoryStore, ListEvents]:
     routers = {}
     store = MemoryStore()
     events = ListEvents()
@@ -50,7 +50,7 @@ def _world(names: list[str], slow: set[str]) -> tuple[Controller, dict[str, Memo
         )
 
     reported: list[SourceProblem] = []
-    controller = Controller(
+    controller = ReconcileLoop(
         sources=[source], merge=_merge, dependencies_for=deps, workers=4, tick_seconds=0.05, on_problem=reported.append
     )
     controller.reported = reported  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 
 from controller.adapters.policy_sources import file_problem_object
 from controller.ports import InvolvedObject, PolicySnapshot, SourceProblem
-from controller.runtime.daemon import Controller
+from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies
 from tests.fakes import StaticSource
@@ -27,7 +27,7 @@ def test_the_policy_errors_metric_counts_the_problems_of_each_source_and_falls_b
     other = SourceProblem(source="file", location="p/int.yaml:2", message="yaml: refused: ...")
     source = StaticSource(PolicySnapshot(problems=(bad_file, other)))
     metrics = ControllerMetrics()
-    controller = Controller(sources=[source], merge=_merge, dependencies_for=_no_dependencies, metrics=metrics)
+    controller = ReconcileLoop(sources=[source], merge=_merge, dependencies_for=_no_dependencies, metrics=metrics)
 
     controller.tick()
     text = generate_latest(metrics.registry).decode()

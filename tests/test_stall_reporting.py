@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import AnalysisResult, Command, CommandKind, RolloutStatus, Stall, Verdict
 from controller.ports import InvolvedObject, PolicyRef, PolicySnapshot, SourcedPolicy
-from controller.runtime.daemon import Controller
+from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies, PassResult, reconcile_once
 from tests.fakes import MemoryRouter, MemoryStore, ReadyWorkloads, StaticSource
@@ -177,7 +177,7 @@ class TestDaemonLog:
         world = World()
         sourced = SourcedPolicy(world.policy, REF)
         clock = _Clock(world)
-        controller = Controller(
+        controller = ReconcileLoop(
             sources=[StaticSource(PolicySnapshot(policies=(sourced,), problems=()))],
             merge=lambda *snapshots: snapshots[0],
             dependencies_for=lambda ref: world.deps,

@@ -1,4 +1,8 @@
-"""The composition root: settings -> adapters -> the controller. Nothing else builds adapters."""
+"""The composition root: settings -> adapters -> the reconcile loop -> the daemon.
+
+Nothing else builds adapters: ``canaryctl run`` runs :func:`run`, and the CLI's other commands ask here
+for the Kubernetes API (:func:`open_kube_api`) and the Prometheus connection (:func:`replay_metrics`) they use.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import logging
 import signal
 import socket
 import sys
-import threading
 import uuid
 from collections.abc import Callable
 from types import FrameType
@@ -34,9 +37,10 @@ from controller.core.policy import PrometheusSpec
 from controller.errors import CanaryError
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
-from controller.runtime.daemon import Controller, SystemClock
+from controller.runtime.daemon import Daemon
 from controller.runtime.http import HealthServer
 from controller.runtime.leadership import ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
+from controller.runtime.loop import ReconcileLoop, SystemClock
 from controller.runtime.metrics import ControllerMetrics
 from controller.runtime.store_health import StoreHealth
 from controller.runtime.writers import GuardedStatusStore, WriterGuard, events_about
@@ -91,8 +95,8 @@ def tenant_rules(settings: Settings) -> TenantRules:
     )
 
 
-def build_controller(settings: Settings, *, analysis: AnalysisSource | None = None) -> Controller:
-    """Wire every adapter from ``settings``; with leader election, ``controller.election`` must be started."""
+def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) -> ReconcileLoop:
+    """Wire every adapter from ``settings``; with leader election, ``loop.election`` must be started."""
     metrics = ControllerMetrics()
     identity = settings.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
 
@@ -201,7 +205,7 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         on_outcome=metrics.alert_outcome,
         default_routes=settings.alerts,
     )
-    controller = Controller(
+    loop = ReconcileLoop(
         sources=sources,
         merge=lambda *snapshots: screen(merge_snapshots(*snapshots), rules),
         dependencies_for=dependencies_for,
@@ -213,14 +217,14 @@ def build_controller(settings: Settings, *, analysis: AnalysisSource | None = No
         is_leader=is_leader,
     )
     if elector is not None:
-        controller.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
-        controller.readiness["leader election"] = lambda: _election_ready(elector)
-    controller.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
-    controller.readiness["status store"] = lambda: health.problem() if is_leader() else None
+        loop.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
+        loop.readiness["leader election"] = lambda: _election_ready(elector)
+    loop.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
+    loop.readiness["status store"] = lambda: health.problem() if is_leader() else None
     if settings.prometheus_url:
         # Through the analysis's own connection: its token, headers and CA bundle.
-        controller.readiness["prometheus"] = prometheus.ready
-    return controller
+        loop.readiness["prometheus"] = prometheus.ready
+    return loop
 
 
 def _kubernetes_ready(api: KubeApi) -> str | None:
@@ -247,73 +251,51 @@ def _election_ready(elector: LeaderElector) -> str | None:
     return f"standby without contact with the Lease for too long: {elector.last_error or 'no answer yet'}"
 
 
-class Daemon:
-    """The controller with its HTTP endpoints and leader election: what ``canaryctl run`` runs.
+def build_daemon(settings: Settings, *, analysis: AnalysisSource | None = None) -> Daemon:
+    """The reconcile loop of :func:`build_loop` with its HTTP endpoints: what ``canaryctl run`` serves."""
+    loop = build_loop(settings, analysis=analysis)
+    metrics = loop.metrics
+    assert metrics is not None
+    if loop.election is None:
+        metrics.leader.set(1)
+    server = HealthServer(
+        metrics=metrics,
+        heartbeat=lambda: loop.heartbeat,
+        checks=loop.readiness,
+        max_heartbeat_age=max(30.0, 3 * settings.tick_seconds),
+        host=settings.http_host,
+        port=settings.http_port,
+        timeout_seconds=settings.http_timeout_seconds,
+        max_connections=settings.http_max_connections,
+    )
+    return Daemon(loop, server, host=settings.http_host)
 
-    ``serve()`` blocks until ``stop()``; ``start()`` serves from a background thread instead (the sandbox
-    runs the controller in-process this way, through the very same code path).
+
+def open_kube_api(*, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
+    """The Kubernetes API for one ``canaryctl`` command (status, pause, resume...), from the usual kubeconfig
+    resolution (``KUBECONFIG``, ``~/.kube/config``, then in-cluster); close it with ``close_kube_api``.
+
+    Raises:
+        KubeconfigError: the configuration cannot be loaded.
     """
+    return KubeApi(load_api_client(kubeconfig=kubeconfig, context=context), timeout_seconds=10.0)
 
-    def __init__(self, settings: Settings, *, analysis: AnalysisSource | None = None) -> None:
-        self.settings = settings
-        self.controller = build_controller(settings, analysis=analysis)
-        metrics = self.controller.metrics
-        assert metrics is not None
-        if self.controller.election is None:
-            metrics.leader.set(1)
-        self.server = HealthServer(
-            metrics=metrics,
-            heartbeat=lambda: self.controller.heartbeat,
-            checks=self.controller.readiness,
-            max_heartbeat_age=max(30.0, 3 * settings.tick_seconds),
-            host=settings.http_host,
-            port=settings.http_port,
-            timeout_seconds=settings.http_timeout_seconds,
-            max_connections=settings.http_max_connections,
-        )
-        self._thread: threading.Thread | None = None
 
-    def serve(self) -> None:
-        """Serve until ``stop()``: endpoints, election, ticks; on the way out hand the lease over."""
-        controller = self.controller
-        self.server.start()
-        log.info("serving /healthz, /readyz and /metrics on %s:%d", self.settings.http_host, self.server.port)
-        log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in controller.sources)})
-        if controller.election is not None:
-            controller.election.start()
-        try:
-            controller.run_forever()
-        finally:
-            if controller.election is not None:
-                # In-flight passes have finished (run_forever waited); hand the lease over at once.
-                controller.election.stop(release=True)
-            self.server.stop()
-        log.info("controller stopped")
-
-    def start(self) -> Daemon:
-        """``serve()`` in a background thread."""
-        self._thread = threading.Thread(target=self.serve, name="canary-daemon", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking work; with ``start()``, wait for the thread (in-flight passes finish first)."""
-        self.controller.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+def replay_metrics(prometheus_url: str | None) -> PrometheusMetricsSource:
+    """The Prometheus connection of ``canaryctl replay`` (credentials from the environment); close it."""
+    return PrometheusMetricsSource(default_url=prometheus_url, secrets=SecretReader())
 
 
 def run(*, analysis: AnalysisSource | None = None) -> None:
     """``canaryctl run``: build from the environment, run until SIGTERM/SIGINT, exit within 10 s."""
     settings = load_settings()
     logs.configure(settings.log_level)
-    daemon = Daemon(settings, analysis=analysis)
+    daemon = build_daemon(settings, analysis=analysis)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         del frame
         log.info("signal %s: stopping", signal.Signals(signum).name)
-        daemon.controller.stop()
+        daemon.loop.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -8,7 +8,7 @@ Everything runs on loopback and is cleaned up on exit (Ctrl-C included):
 * a real Envoy as the ingress gateway, programmed from the route the way istiod would (:class:`RouteSync`);
 * a real Prometheus scraping Envoy every second, and a real Alertmanager;
 * a client opening connections through the gateway at a steady rate and counting the replies;
-* the controller itself, through ``canaryctl run``'s code path (:class:`~controller.runtime.composition.Daemon`),
+* the controller itself, through ``canaryctl run``'s code path (:class:`~controller.runtime.daemon.Daemon`),
   with a policy using Envoy's TCP connect-error metric, short steps and alerts to the local Alertmanager.
 
 With ``fault_at``, v2 starts refusing connections once the canary carries that weight; the analysis fails,
@@ -32,7 +32,8 @@ from typing import Any, Literal, TextIO
 import yaml
 
 from controller.runtime import logs
-from controller.runtime.composition import Daemon
+from controller.runtime.composition import build_daemon
+from controller.runtime.daemon import Daemon
 from controller.sandbox.envoy_gateway import (
     EnvoyError,
     EnvoyGateway,
@@ -371,7 +372,7 @@ class Sandbox:
         )
         self.log_stream: TextIO = self._stack.enter_context((self.workdir / "controller.log").open("w"))
         logs.configure("INFO", self.log_stream)
-        daemon = self._component("controller", lambda: Daemon(settings))
+        daemon = self._component("controller", lambda: build_daemon(settings))
         self.daemon = daemon.start()
         self._stack.callback(daemon.stop)
 

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from controller.core.rollout import RolloutStatus
-from controller.runtime.composition import build_controller
-from controller.runtime.daemon import Controller
+from controller.runtime.composition import build_loop
+from controller.runtime.loop import ReconcileLoop
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.alerts.conftest import AlertmanagerServer
@@ -34,7 +34,7 @@ CHECK = {
 }
 
 
-def _run(controller: Controller, done: Callable[[], bool], seconds: float = 20) -> float:
+def _run(controller: ReconcileLoop, done: Callable[[], bool], seconds: float = 20) -> float:
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         controller.tick()
@@ -75,7 +75,7 @@ def test_a_rollback_alert_reaches_alertmanager_once_with_the_failing_measurement
     tmp_path: Path, alertmanager: AlertmanagerServer
 ) -> None:
     emulator, settings = _world(tmp_path, alertmanager.url)
-    controller = build_controller(settings, analysis=StepFailingAnalysis(1, [CHECK]))
+    controller = build_loop(settings, analysis=StepFailingAnalysis(1, [CHECK]))
     try:
         _run(controller, lambda: (s := _status(emulator)) is not None and s.phase == "RolledBack")
 
@@ -103,7 +103,7 @@ def test_a_rollback_alert_reaches_alertmanager_once_with_the_failing_measurement
 
 def test_a_dead_sink_neither_delays_the_rollback_nor_loses_the_outcome(tmp_path: Path, refused_url: str) -> None:
     emulator, settings = _world(tmp_path, refused_url)
-    controller = build_controller(settings, analysis=StepFailingAnalysis(1, [CHECK]))
+    controller = build_loop(settings, analysis=StepFailingAnalysis(1, [CHECK]))
     try:
         _run(controller, lambda: (s := _status(emulator)) is not None and s.phase == "RolledBack")
         restored = emulator.get("virtualservices.networking.istio.io", "tcp-echo", namespace="shop")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.runtime.composition import build_controller
-from controller.runtime.daemon import Controller
+from controller.runtime.composition import build_loop
+from controller.runtime.loop import ReconcileLoop
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.conftest import REPO, SHARED_ISTIO
@@ -34,7 +34,7 @@ def _policy(namespace: str, name: str = "tcp-echo", vs: str = "tcp-echo") -> dic
     return doc
 
 
-def _until(check: Callable[[], bool], controller: Controller, seconds: float = 20) -> None:
+def _until(check: Callable[[], bool], controller: ReconcileLoop, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         controller.tick()
@@ -63,7 +63,7 @@ def test_crd_mode_drives_a_policy_resource_to_promoted_with_status_and_events(
     emulator.put(copy.deepcopy(document("tcp-echo-all-v1.yaml", "VirtualService")), namespace="shop")
     emulator.create(_policy("shop"))
     settings = Settings(kubeconfig=str(kubeconfig), tick_seconds=0.05, watch_crds=True)
-    controller = build_controller(settings, analysis=StepFailingAnalysis(-1))
+    controller = build_loop(settings, analysis=StepFailingAnalysis(-1))
     try:
 
         def promoted() -> bool:
@@ -105,7 +105,7 @@ def test_mesh_config_on_a_separate_api_server_is_written_there_and_nothing_else_
             watch_crds=False,
             tick_seconds=0.05,
         )
-        controller = build_controller(settings, analysis=StepFailingAnalysis(-1))
+        controller = build_loop(settings, analysis=StepFailingAnalysis(-1))
         try:
 
             def promoted() -> bool:
@@ -135,7 +135,7 @@ def test_one_broken_target_does_not_hold_up_the_other_rollouts(cluster: tuple[Ku
     emulator.create(_policy("shop", name="broken", vs="broken"))
     emulator.faults.add(verb="GET", resource="virtualservices", name="broken", status=500)
     settings = Settings(kubeconfig=str(kubeconfig), tick_seconds=0.05, watch_crds=True, api_timeout_seconds=2)
-    controller = build_controller(settings, analysis=StepFailingAnalysis(-1))
+    controller = build_loop(settings, analysis=StepFailingAnalysis(-1))
     try:
 
         def promoted() -> bool:
@@ -161,7 +161,7 @@ def test_a_name_clash_between_a_file_and_a_resource_runs_neither(
     policies.mkdir()
     (policies / "p.yaml").write_text(yaml.safe_dump(_policy("shop")))
     settings = Settings(kubeconfig=str(kubeconfig), policy_dir=policies, watch_crds=True, tick_seconds=0.05)
-    controller = build_controller(settings, analysis=StepFailingAnalysis(-1))
+    controller = build_loop(settings, analysis=StepFailingAnalysis(-1))
     try:
         _until(
             lambda: any(e["reason"] == "InvalidPolicy" for e in emulator.list("events", namespace="shop")),

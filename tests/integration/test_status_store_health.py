@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.runtime.composition import build_controller
-from controller.runtime.daemon import Controller
+from controller.runtime.composition import build_loop
+from controller.runtime.loop import ReconcileLoop
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.conftest import SHARED_ISTIO
@@ -32,17 +32,17 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeApiEmulator, Path]]:
         yield emulator, kubeconfig
 
 
-def _file_mode(kubeconfig: Path, tmp_path: Path) -> Controller:
+def _file_mode(kubeconfig: Path, tmp_path: Path) -> ReconcileLoop:
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "p.yaml").write_text(yaml.safe_dump(_policy("shop")))
     settings = Settings(
         kubeconfig=str(kubeconfig), policy_dir=policies, watch_crds=False, tick_seconds=0.05, namespace="canary-gone"
     )
-    return build_controller(settings, analysis=StepFailingAnalysis(-1))
+    return build_loop(settings, analysis=StepFailingAnalysis(-1))
 
 
-def _passes(controller: Controller, count: int) -> None:
+def _passes(controller: ReconcileLoop, count: int) -> None:
     for _ in range(count):
         controller.tick()
         time.sleep(0.1)

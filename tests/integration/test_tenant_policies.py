@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.runtime.composition import build_controller
+from controller.runtime.composition import build_loop
 from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.conftest import REPO, SHARED_ISTIO
@@ -156,7 +156,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
             prometheus_url=f"http://promuser:{PROMETHEUS_PASSWORD}@{host}",
             prometheus_bearer_token_env="PROM_TOKEN",
         )
-        controller = build_controller(settings)
+        controller = build_loop(settings)
         result = Outcome(emulator, tenant, prometheus, slack)
 
         def settled() -> bool:

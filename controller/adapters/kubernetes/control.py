@@ -24,7 +24,6 @@ from controller.adapters.kubernetes.api import (
     NAMESPACES,
     KubeApi,
     as_dict,
-    load_api_client,
     metadata_of,
 )
 from controller.adapters.kubernetes.status import (
@@ -43,25 +42,6 @@ from controller.errors import ForbiddenError, NotFoundError
 from controller.ports import PolicyRef
 
 DEFAULT_CONTROLLER_NAMESPACE = "canary-system"
-
-
-def open_kube_api(
-    *, kubeconfig: str | None = None, context: str | None = None, timeout_seconds: float = 10.0
-) -> KubeApi:
-    """A KubeApi from the usual kubeconfig resolution (``KUBECONFIG``, ``~/.kube/config``, then in-cluster).
-
-    Args:
-        kubeconfig: a kubeconfig file instead of the usual resolution.
-        context: a context of the kubeconfig other than its current one.
-        timeout_seconds: per-request timeout.
-
-    Returns:
-        The API; close it with :func:`close_kube_api`.
-
-    Raises:
-        KubeconfigError: the configuration cannot be loaded.
-    """
-    return KubeApi(load_api_client(kubeconfig=kubeconfig, context=context), timeout_seconds=timeout_seconds)
 
 
 def close_kube_api(api: KubeApi) -> None:
