@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # canary-controller: `canaryctl run` (the daemon) on Python 3.11.
 #
-#   docker build -t canary-controller:0.1.0 \
-#     --build-arg VERSION=0.1.0 --build-arg SOURCE_URL=https://github.com/<owner>/canary-controller .
+#   VERSION=$(canaryctl version)    # the package's version (pyproject.toml), also the chart's appVersion
+#   docker build -t canary-controller:$VERSION \
+#     --build-arg VERSION=$VERSION --build-arg SOURCE_URL=https://github.com/<owner>/canary-controller .
 #
 # The builder makes a wheel of the project and installs it, with its dependencies, into a virtualenv; the final
 # image holds that virtualenv on the same Python base, with no compilers, build tools or pip caches, and runs
@@ -22,7 +23,8 @@ RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
     && /opt/venv/bin/canaryctl --help > /dev/null
 
 FROM python:3.11.10-slim-bookworm
-ARG VERSION=0.1.0
+# No default: the version is written once, in pyproject.toml; the build passes it (above).
+ARG VERSION
 ARG SOURCE_URL=https://example.com/canary-controller
 LABEL org.opencontainers.image.title="canary-controller" \
       org.opencontainers.image.description="Canary rollouts for TCP services on Istio and Gateway API: weight steps, Prometheus checks, safe rollback, alerts." \

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from importlib.metadata import version
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +13,7 @@ from controller import __version__
 from controller.cli import app
 from controller.runtime.settings_help import settings_reference
 from controller.settings import Settings
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -28,6 +31,11 @@ def test_version_option_prints_the_version_and_exits_0() -> None:
 
 def test_the_version_command_still_prints_the_bare_version() -> None:
     assert runner.invoke(app, ["version"]).stdout == f"{__version__}\n"
+
+
+def test_the_version_is_the_package_metadata_written_once_in_pyproject() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert __version__ == version("canary-controller") == project["version"]
 
 
 @pytest.mark.parametrize("name", list(Settings.model_fields))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
+from controller import __version__
 from controller.adapters.policy_files import lint_paths
 from controller.settings import Settings
 from tests.helm.conftest import ALERT_ROUTES, CASES, CHART, LINT_ERROR, Outcome, deep_merge
@@ -194,8 +196,12 @@ def test_schema_accepts_every_supported_combination_and_rejects_unknown_or_misty
 def test_chart_metadata() -> None:
     assert CHART_META["apiVersion"] == "v2"
     assert CHART_META["name"] == "canary-controller"
-    assert CHART_META["version"] == "0.1.0"
-    assert CHART_META["appVersion"] == "0.1.0"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", CHART_META["version"]), "the chart's own version is SemVer"
+
+
+def test_chart_app_version_is_the_package_version() -> None:
+    # appVersion is Helm's copy (the default image tag); the package metadata is the source it must match.
+    assert CHART_META["appVersion"] == __version__
 
 
 # ---------------------------------------------------------------------------------------------- install
