@@ -110,7 +110,7 @@ class EventRecorder(Protocol):
 
 
 class AnalysisSource(Protocol):
-    """Supplies the analysis verdict of the current step (issue 4)."""
+    """Supplies the analysis verdict of the current step."""
 
     def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
         """The verdict for ``status.run_id`` / ``status.step_index``, or None when not evaluated yet."""
@@ -170,7 +170,7 @@ class PolicySource(Protocol):
 
 
 class MetricsSource(Protocol):
-    """Instant queries against Prometheus (issue 4)."""
+    """Instant queries against Prometheus."""
 
     def query(self, *, query: str, at: datetime, connection: CanaryPolicy | None = None) -> QueryOutcome:
         """Evaluate ``query`` at ``at`` with the policy's ``spec.analysis.prometheus`` (or the defaults)."""
@@ -211,7 +211,7 @@ class DeliveryResult:
 
 
 class AlertDelivery(Protocol):
-    """Delivers alert messages to a policy's alert routes (issue 5)."""
+    """Delivers alert messages to a policy's alert routes."""
 
     def deliver(self, *, policy: CanaryPolicy, route: AlertRoute, message: AlertMessage) -> DeliveryResult:
         """Send ``message`` to ``route``, retrying as the adapter sees fit; never raises."""

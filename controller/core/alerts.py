@@ -1,4 +1,4 @@
-"""What an alert says, independent of where it goes (issue 5 builds the sinks and the delivery).
+"""What an alert says, independent of where it goes (the sinks and the delivery: :mod:`controller.adapters.alerts`).
 
 ``AlertMessage`` carries everything a person needs to act on a rollback: the policy, the target and route,
 the step and weight, the phase change and its reason, each failing check with its measured value,

@@ -1,8 +1,8 @@
 """The CanaryPolicy schema (``canaryctl.dev/v1alpha1``).
 
 One set of pydantic models serves policy files, the published JSON Schema
-(``policies/canarypolicy.schema.json``) and, later, the CRD. Field names are the camelCase names users
-write in YAML; unknown fields are rejected everywhere.
+(``policies/canarypolicy.schema.json``) and the CRD (:mod:`controller.core.crd`). Field names are the
+camelCase names users write in YAML; unknown fields are rejected everywhere.
 
 Validation happens in two passes, both inside ``CanaryPolicy.model_validate``:
 
@@ -177,7 +177,7 @@ CountOrDuration = Annotated[
 
 
 def _no_credentials(value: str) -> str:
-    problem = credentials_in_url(value)  # user:password@ would reach every alert and log (issue 13)
+    problem = credentials_in_url(value)  # user:password@ would reach every alert and log
     if problem:
         raise PydanticCustomError("url_credentials", problem)
     return value

@@ -144,7 +144,7 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
             CrdPolicySource(main, namespaces=settings.watch_namespaces or None, label_selector=settings.policy_selector)
         )
     # Status writes are stamped with this daemon; another writer seen in a status is reported (and, with
-    # election off, exactly one of the two stops writing the policy): issue 12, item 4.
+    # election off, exactly one of the two stops writing the policy).
     guard = WriterGuard(
         identity=identity,
         elected=settings.leader_elect,

@@ -1,4 +1,4 @@
-"""Noticing a second controller writing the same policies, and stepping aside (issue 12, item 4).
+"""Noticing a second controller writing the same policies, and stepping aside.
 
 :class:`WriterGuard` keeps, per policy, what this daemon has seen of the stamps in the statuses it loads
 (the rule is :mod:`controller.core.writers`; the clock is this process's monotonic clock). When another
