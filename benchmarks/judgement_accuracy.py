@@ -90,7 +90,7 @@ from controller.core.judgement import (
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import MetricCheck
 from controller.core.promql import Variables, istio_counts
-from controller.core.rollout import Verdict
+from controller.core.status import Verdict
 
 SEED = 8003
 TRIALS = 10_000

@@ -38,7 +38,7 @@ from controller.adapters.kubernetes.control import (
     server_url,
     status_rows,
 )
-from controller.core.rollout import CommandKind, Phase
+from controller.core.status import CommandKind, Phase
 from controller.core.status_view import (
     TABLE_HEADERS,
     CommandPreview,

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from controller.core.alerts import AlertMessage
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import AlertRoute, CanaryPolicy
-from controller.core.rollout import AnalysisResult, Command, RolloutStatus
+from controller.core.status import AnalysisResult, Command, RolloutStatus
 from controller.core.writers import WriterStamp
 
 

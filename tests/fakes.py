@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, Command, RolloutStatus, Verdict
+from controller.core.status import AnalysisResult, Command, RolloutStatus, Verdict
 from controller.errors import ConflictError
 from controller.ports import CanaryWorkload, InvolvedObject, LoadedStatus, PolicyRef, PolicySnapshot
 from tests.rollout_sim import pointer_get, pointer_set

@@ -6,18 +6,10 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller.core.effects import Decision, WriteRoute
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import (
-    AnalysisResult,
-    Command,
-    CommandKind,
-    Decision,
-    Observations,
-    RolloutStatus,
-    Verdict,
-    WriteRoute,
-    decide,
-)
+from controller.core.rollout import decide
+from controller.core.status import AnalysisResult, Command, CommandKind, Observations, RolloutStatus, Verdict
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import time
 
 from controller.core.alerts import AlertMessage
 from controller.core.policy import AlertRoute, CanaryPolicy
-from controller.core.rollout import Phase, Verdict
+from controller.core.status import Phase, Verdict
 from controller.ports import DeliveryResult, PolicyRef
 from controller.runtime.loop import SystemClock
 from controller.service.alerting import AlertDispatcher
@@ -157,7 +157,7 @@ def test_a_lasting_alert_is_reposted_and_resolved_when_a_later_run_is_promoted()
 
 
 def test_every_rollback_path_puts_an_alert_in_the_outbox() -> None:
-    from controller.core.rollout import CommandKind  # noqa: PLC0415
+    from controller.core.status import CommandKind  # noqa: PLC0415
 
     paths = {}
     sim = _rolled_back(_policy_with_routes())

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import judgement_accuracy as bench
 from controller.core.judgement import DEFAULT_MIN_CONNECTIONS
-from controller.core.rollout import Verdict
+from controller.core.status import Verdict
 
 SMALL = bench.Config(
     trials=25,

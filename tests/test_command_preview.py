@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.rollout import TERMINAL_PHASES, Command, CommandKind, Phase, RolloutStatus, Verdict
+from controller.core.status import TERMINAL_PHASES, Command, CommandKind, Phase, RolloutStatus, Verdict
 from controller.core.status_view import preview_command
 from tests.rollout_sim import Sim
 from tests.test_rollout import seed_policy, seed_target

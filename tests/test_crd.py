@@ -20,15 +20,7 @@ from pydantic import BaseModel
 
 from controller.core.crd import CRD_NAME, GROUP, PLURAL, VERSION, canarypolicy_crd, structural_schema
 from controller.core.policy import CanaryPolicy, Spec
-from controller.core.rollout import (
-    Counters,
-    HistoryEntry,
-    Phase,
-    RolloutStatus,
-    RouteSnapshot,
-    Verdict,
-    with_conditions,
-)
+from controller.core.status import Counters, HistoryEntry, Phase, RolloutStatus, RouteSnapshot, Verdict, with_conditions
 from tests.conftest import REPO, SHARED_ISTIO, policy_doc
 from tests.rollout_sim import T0, Sim
 

@@ -13,7 +13,8 @@ import copy
 from typing import Any
 
 from controller.core.dataplane import DataPlane, data_plane_report
-from controller.core.rollout import Phase, RecordEvent
+from controller.core.effects import RecordEvent
+from controller.core.status import Phase
 from tests.rollout_sim import Sim
 from tests.test_rollout import seed_policy, seed_target
 

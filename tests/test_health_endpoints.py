@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from controller.core.rollout import Phase, Verdict
+from controller.core.status import Phase, Verdict
 from controller.ports import PolicyRef
 from controller.runtime.http import HealthServer
 from controller.runtime.metrics import ControllerMetrics

@@ -23,7 +23,7 @@ from controller.core.judgement import (
 )
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import MetricCheck
-from controller.core.rollout import Verdict
+from controller.core.status import Verdict
 
 
 def _exact_tail(k: int, n: int, p: float) -> float:

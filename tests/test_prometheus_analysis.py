@@ -8,7 +8,7 @@ from typing import Any
 
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import RolloutStatus, Verdict
+from controller.core.status import RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from tests.rollout_sim import T0
 from tests.test_rollout import seed_policy
@@ -62,7 +62,7 @@ def test_checks_run_every_interval_and_reuse_the_last_evaluation_in_between() ->
     assert later is not None
     assert later is not first
     assert later.verdict == Verdict.PASS
-    assert later.checks[0]["canaryConnections"] == 500
+    assert later.checks[0].canary_connections == 500
 
 
 def test_the_window_never_reaches_back_before_the_step_and_the_gate_covers_the_whole_step() -> None:
@@ -89,10 +89,10 @@ def test_a_regressed_canary_fails_and_a_thin_one_is_inconclusive() -> None:
     assert result.verdict == Verdict.FAIL
     # A 2m step checked every 30s: each of 3 in-step looks (a quarter of the information) spends what an
     # O'Brien-Fleming-like function allows, 2.6e-5 of the 1 % budget (p < 2.6e-7); the gate nearly all.
-    assert result.checks[0]["threshold"] == "binomial test at 99.999974%"
+    assert result.checks[0].threshold == "binomial test at 99.999974%"
     final = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(minutes=2))
     assert final is not None
-    assert final.checks[0]["threshold"] == "binomial test at 99%"
+    assert final.checks[0].threshold == "binomial test at 99%"
     metrics.counts["tcp-echo-v2"] = (0, 20)
     thin = PrometheusAnalysis(metrics).verdict(policy=_policy(), status=_status(), now=T0 + timedelta(seconds=31))
     assert thin is not None
@@ -208,11 +208,11 @@ def test_rollouts_checking_the_same_template_and_window_share_one_grouped_query(
     assert second is not None
     assert metrics.queries == [], "no rollout queried alone"
     assert len(metrics.vector_queries) == 2, "one grouped query per counter (errors, total) for both rollouts"
-    assert first.checks[0]["canaryConnections"] == 500
-    assert first.checks[0]["stableConnections"] == 2000
-    assert second.checks[0]["canaryErrors"] == 3
-    assert second.checks[0]["canaryConnections"] == 300
-    shown = second.checks[0]["queries"]
+    assert first.checks[0].canary_connections == 500
+    assert first.checks[0].stable_connections == 2000
+    assert second.checks[0].canary_errors == 3
+    assert second.checks[0].canary_connections == 300
+    shown = second.checks[0].queries
     assert isinstance(shown, list)
     assert 'destination_workload="shop-v2"' in shown[0], "status shows the rollout's own query"
     # Past the reuse time, or for a step that started inside the grouped window: a fresh grouped query.
@@ -231,7 +231,7 @@ def test_a_pass_that_began_just_before_a_grouped_answer_uses_it_and_never_replac
     analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
     earlier = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now - timedelta(seconds=0.3))
     assert earlier is not None
-    assert earlier.checks[0]["canaryConnections"] == 300
+    assert earlier.checks[0].canary_connections == 300
     assert len(metrics.vector_queries) == 2, "the earlier pass reused the answer"
     # Too far before it: that pass fetches its own answer, and the newer one stays for the others.
     analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now - timedelta(seconds=1.5))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from controller.cli import app
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, Verdict
+from controller.core.status import AnalysisResult, Verdict
 from controller.service.replay import fold_evaluations, replay, sweep, with_setting
 from tests.rollout_sim import T0
 from tests.test_prometheus_analysis import _policy

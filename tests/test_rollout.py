@@ -9,22 +9,22 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.core.effects import RecordEvent, WriteRoute
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import (
+from controller.core.rollout import decide, revision_of, route_revision_of
+from controller.core.status import (
     TERMINAL_PHASES,
+    Alert,
     AnalysisResult,
+    CheckRecord,
     CommandKind,
+    LastVerdict,
     Observations,
+    PauseReason,
     Phase,
-    RecordEvent,
     RolloutStatus,
-    SendAlert,
     Stall,
     Verdict,
-    WriteRoute,
-    decide,
-    revision_of,
-    route_revision_of,
     worth_saving,
 )
 from tests.conftest import REPO, SHARED_ISTIO
@@ -98,7 +98,7 @@ def test_a_failing_analysis_rolls_back_to_the_exact_original_route() -> None:
     decision = sim.tick(1)
     assert sim.status.phase == Phase.ROLLED_BACK
     assert sim.live == sim.original
-    alerts = [e for e in decision.effects if isinstance(e, SendAlert)]
+    alerts = [e for e in decision.effects if isinstance(e, Alert)]
     assert [(a.name, a.reason, a.severity) for a in alerts] == [("CanaryRolledBack", "RolledBack", "critical")]
     assert "AnalysisFailed" in reasons(sim)
 
@@ -138,9 +138,9 @@ def test_someone_elses_edit_pauses_the_rollout_and_is_not_written_back() -> None
     sim.live["spec"]["tcp"][0]["route"] = edited
     decision = sim.tick(5)
     assert sim.status.phase == Phase.PAUSED
-    assert sim.status.paused_reason == "drift"
+    assert sim.status.paused_reason == PauseReason.DRIFT
     assert not any(isinstance(e, WriteRoute) for e in decision.effects)
-    assert [a.name for a in decision.effects if isinstance(a, SendAlert)] == ["CanaryDriftDetected"]
+    assert [a.name for a in decision.effects if isinstance(a, Alert)] == ["CanaryDriftDetected"]
     for _ in range(5):
         assert not any(isinstance(e, WriteRoute) for e in sim.tick(60).effects)
     assert route(sim) == edited
@@ -163,7 +163,7 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_without_touching_the_r
     assert sim.applied_writes == []
     assert sim.live == sim.original
     assert "CanaryNotReady" in reasons(sim)
-    assert [a.name for a in decision.effects if isinstance(a, SendAlert)] == ["CanaryRolledBack"]
+    assert [a.name for a in decision.effects if isinstance(a, Alert)] == ["CanaryRolledBack"]
 
 
 def test_a_target_deleted_mid_rollout_fails_with_a_reason() -> None:
@@ -174,7 +174,7 @@ def test_a_target_deleted_mid_rollout_fails_with_a_reason() -> None:
     assert sim.status.phase == Phase.FAILED
     assert sim.status.last_error is not None
     assert "not found" in sim.status.last_error
-    assert [a.name for a in decision.effects if isinstance(a, SendAlert)] == ["CanaryFailed"]
+    assert [a.name for a in decision.effects if isinstance(a, Alert)] == ["CanaryFailed"]
 
 
 def test_a_target_missing_before_the_start_is_waited_for() -> None:
@@ -231,7 +231,7 @@ def test_promote_jumps_to_the_last_step_and_finishes() -> None:
 def test_a_schedule_ending_below_100_waits_for_a_manual_promote() -> None:
     sim = Sim(seed_policy(steps=[10, 30], stepDuration="1m"), seed_target())
     sim.run_until({Phase.PAUSED})
-    assert sim.status.paused_reason == "awaiting-promote"
+    assert sim.status.paused_reason == PauseReason.AWAITING_PROMOTION
     assert sim.canary_weight() == 30
     for _ in range(10):
         sim.tick(600)
@@ -507,11 +507,11 @@ def test_a_passing_check_that_changes_nothing_else_is_written_once_a_minute_not_
     )
     assert not worth_saving(saved, saved.model_copy(), T0 + timedelta(seconds=40))
     later = saved.model_copy(
-        update={"last_analysis_at": T0 + timedelta(seconds=40), "last_checks": [{"name": "e", "canaryValue": 0}]}
+        update={"last_analysis_at": T0 + timedelta(seconds=40), "last_checks": [CheckRecord(name="e", canary_value=0)]}
     )
     assert not worth_saving(saved, later, T0 + timedelta(seconds=40))
     assert worth_saving(saved, later, T0 + timedelta(seconds=90)), "refreshed after a minute"
-    failing = later.model_copy(update={"last_verdict": "fail: errors"})
+    failing = later.model_copy(update={"last_verdict": LastVerdict(verdict=Verdict.FAIL, reason="errors")})
     assert worth_saving(saved, failing, T0 + timedelta(seconds=40)), "a verdict that changes is written at once"
     stepped = later.model_copy(update={"weight": 50, "step_index": 2})
     assert worth_saving(saved, stepped, T0 + timedelta(seconds=40)), "a weight change is written at once"

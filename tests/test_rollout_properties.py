@@ -10,15 +10,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from controller.core.rollout import (
-    HISTORY_LIMIT,
-    TERMINAL_PHASES,
-    CommandKind,
-    HistoryEntry,
-    Phase,
-    Verdict,
-    WriteRoute,
-)
+from controller.core.effects import WriteRoute
+from controller.core.status import HISTORY_LIMIT, TERMINAL_PHASES, CommandKind, HistoryEntry, Phase, Verdict
 from tests.rollout_sim import Sim, pointer_get
 from tests.test_rollout import seed_policy, seed_target
 

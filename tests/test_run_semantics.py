@@ -10,19 +10,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from controller.core.effects import RecordEvent, WriteRoute
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import (
-    CommandKind,
-    Phase,
-    RecordEvent,
-    RolloutStatus,
-    Stall,
-    Verdict,
-    WriteRoute,
-    revision_of,
-    route_revision_of,
-    with_conditions,
-)
+from controller.core.rollout import revision_of, route_revision_of
+from controller.core.status import CommandKind, Phase, RolloutStatus, Stall, Verdict, with_conditions
 from tests.rollout_sim import Sim, pointer_get
 from tests.test_rollout import seed_policy, seed_target
 

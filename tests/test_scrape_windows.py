@@ -14,13 +14,14 @@ from controller.core.judgement import SideData, judge
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy, MetricCheck
 from controller.core.promql import Variables, istio_counts, window_series
-from controller.core.rollout import AnalysisResult, Phase, RolloutStatus, Verdict, decide
+from controller.core.rollout import decide
 from controller.core.scrape_windows import (
     not_yet_reason,
     slowest,
     weight_zero_without_baseline,
     window_seconds,
 )
+from controller.core.status import AnalysisResult, Phase, RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from tests.rollout_sim import T0, Sim
 from tests.test_rollout import seed_policy, seed_target

@@ -9,7 +9,7 @@ from controller.adapters.kubernetes.secrets import SecretReader
 from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import Phase, RolloutStatus, Verdict
+from controller.core.status import Phase, RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from tests.test_rollout import seed_policy
 
@@ -58,7 +58,7 @@ class TestTheAnalysisReason:
         )
         result = PrometheusAnalysis(Unreachable()).evaluate(policy, at_step_one(), now=NOW, final=False)
         assert result.reason == "Prometheus at http://prom:9090 unreachable: connection refused"
-        assert [check["name"] for check in result.checks] == ["errors", "volume"]
+        assert [check.name for check in result.checks] == ["errors", "volume"]
 
     def test_checks_held_for_different_reasons_are_each_named(self) -> None:
         class EachItsOwnProblem:

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, Command, CommandKind, RolloutStatus, Stall, Verdict
+from controller.core.status import AnalysisResult, Command, CommandKind, RolloutStatus, Stall, Verdict
 from controller.ports import InvolvedObject, PolicyRef, PolicySnapshot, SourcedPolicy
 from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from controller.core.rollout import (
+from controller.core.status import (
     Command,
     CommandKind,
     Condition,
@@ -52,7 +52,8 @@ def progressing(**changes: object) -> RolloutStatus:
         last_verdict="pass: 0 connection errors",
         message="step 2/4: 55s left",
     )
-    return with_conditions(status, NOW, 4).model_copy(update=changes)
+    # Validated, so a change reads as a persisted status would (``last_verdict="fail: why"`` included).
+    return RolloutStatus.model_validate(with_conditions(status, NOW, 4).model_dump(by_alias=False) | changes)
 
 
 def row_of(

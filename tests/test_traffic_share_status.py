@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.core.rollout import Phase
+from controller.core.status import Phase
 from controller.core.status_view import TABLE_HEADERS, row_json, table_cells
 from controller.core.traffic_share import traffic_share
 from tests.test_status_view import progressing, row_of

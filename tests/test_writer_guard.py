@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.core.rollout import Phase, RolloutStatus
+from controller.core.status import Phase, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.errors import ConflictError, WriterYieldedError
 from controller.ports import InvolvedObject, LoadedStatus, PolicyRef

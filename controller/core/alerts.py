@@ -8,11 +8,13 @@ URL's user info), and the run id. It never holds a secret.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlencode
 
+from controller.core.status import CheckRecord, Severity
 from controller.core.url_rules import strip_userinfo
 
 AlertState = Literal["firing", "resolved"]
@@ -43,7 +45,7 @@ class AlertMessage:
 
     key: str
     name: str
-    severity: Literal["critical", "warning", "info"]
+    severity: Severity
     state: AlertState
     policy: str
     namespace: str
@@ -109,7 +111,7 @@ def message_for(
     route: str,
     key: str,
     name: str,
-    severity: Literal["critical", "warning", "info"],
+    severity: Severity,
     reason: str,
     summary: str,
     from_phase: str | None,
@@ -119,7 +121,7 @@ def message_for(
     weight: int | None,
     run_id: str,
     created_at: datetime,
-    checks: list[dict[str, Any]],
+    checks: Sequence[CheckRecord],
     prometheus_url: str | None,
     state: AlertState = "firing",
     ended_at: datetime | None = None,
@@ -127,16 +129,16 @@ def message_for(
     """Build the alert people read: what happened, where, at which step and weight, and the numbers."""
     failing = []
     for check in checks:
-        queries = tuple(str(q) for q in check.get("queries", []) or [] if not str(q).startswith("("))
+        queries = tuple(q for q in check.queries if not q.startswith("("))
         failing.append(
             FailingCheck(
-                name=str(check.get("name", "")),
-                verdict=str(check.get("verdict", "")),
-                reason=str(check.get("reason", "")),
-                canary_value=_number(check.get("canaryValue")),
-                stable_value=_number(check.get("stableValue")),
-                sample_size=_number(check.get("canaryConnections")),
-                threshold=str(check.get("threshold", "") or ""),
+                name=check.name,
+                verdict=str(check.verdict) if check.verdict is not None else "",
+                reason=check.reason,
+                canary_value=_number(check.canary_value),
+                stable_value=_number(check.stable_value),
+                sample_size=_number(check.canary_connections),
+                threshold=check.threshold,
                 queries=queries,
                 graph_urls=tuple(graph_url(prometheus_url, q, at=created_at) for q in queries)
                 if prometheus_url

@@ -39,7 +39,7 @@ from typing import Any
 
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import MetricCheck
-from controller.core.rollout import Verdict
+from controller.core.status import Verdict
 
 DEFAULT_MIN_CONNECTIONS = 100
 DEFAULT_CONFIDENCE = 0.99

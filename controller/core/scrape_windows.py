@@ -29,7 +29,7 @@ from datetime import datetime
 
 from controller.core.judgement import CheckResult, SideData
 from controller.core.policy import MetricCheck
-from controller.core.rollout import Verdict
+from controller.core.status import Verdict
 
 # Scrapes a window must be able to hold.
 SCRAPES_PER_WINDOW = 2

@@ -44,14 +44,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.core.policy import API_VERSION
-from controller.core.rollout import (
+from controller.core.status import (
     TERMINAL_PHASES,
     Command,
     CommandKind,
     Condition,
     HistoryEntry,
+    LastVerdict,
+    PauseReason,
     Phase,
     RolloutStatus,
+    Verdict,
 )
 
 STATUS_LIST_KIND = "StatusList"
@@ -142,7 +145,7 @@ class StatusRow:
     weight: int | None
     step_started_at: datetime | None
     seconds_in_step: float | None
-    last_verdict: str | None
+    last_verdict: LastVerdict | None
     last_error: str | None
     message: str
     run_id: str | None
@@ -266,10 +269,9 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").split())
 
 
-def verdict_word(last_verdict: str | None) -> str:
-    """The verdict alone (``pass``, ``fail``, ``inconclusive``) of ``"inconclusive: why..."``; ``-`` if none."""
-    word = _one_line(last_verdict).split(":", 1)[0].strip()
-    return word or NONE
+def verdict_word(last_verdict: LastVerdict | None) -> str:
+    """The verdict alone (``pass``, ``fail``, ``inconclusive``); ``-`` if none."""
+    return str(last_verdict.verdict) if last_verdict is not None else NONE
 
 
 def reason(row: StatusRow) -> str:
@@ -282,10 +284,11 @@ def reason(row: StatusRow) -> str:
         return NOT_SEEN
     message = _one_line(row.message)
     parts = [message] if message else []
-    verdict = _one_line(row.last_verdict)
-    said = verdict.split(":", 1)[1].strip() if ":" in verdict else ""
-    if verdict and verdict_word(verdict) != "pass" and (said or verdict) not in message:
-        parts.append(f"last analysis: {verdict}")
+    last = row.last_verdict
+    if last is not None and last.verdict != Verdict.PASS:
+        verdict, said = _one_line(str(last)), _one_line(last.reason)
+        if (said or verdict) not in message:
+            parts.append(f"last analysis: {verdict}")
     error = _one_line(row.last_error)
     if error and error not in message:
         parts.append(f"last error: {error}")
@@ -348,7 +351,7 @@ def row_json(row: StatusRow) -> dict[str, Any]:
         "trafficShare": row.traffic_share,
         "stepStartedAt": _time(row.step_started_at),
         "secondsInStep": round(row.seconds_in_step, 3) if row.seconds_in_step is not None else None,
-        "lastVerdict": row.last_verdict,
+        "lastVerdict": str(row.last_verdict) if row.last_verdict is not None else None,
         "lastError": row.last_error,
         "message": row.message,
         "stall": row.stall,
@@ -435,7 +438,7 @@ def _what_happens(kind: CommandKind, phase: Phase, status: RolloutStatus) -> str
     if kind == CommandKind.RESUME:
         if status.step_index < 0:
             return "the rollout goes back to Pending and starts its first step when the canary is ready"
-        if status.paused_reason == "drift":
+        if status.paused_reason == PauseReason.DRIFT:
             return f"the step's weight{at.replace(' at weight', '')} is written again and the step starts over"
         return f"the rollout resumes{at}: the step's clock continues where it stopped"
     if kind == CommandKind.PROMOTE:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from controller.core.rollout import RolloutStatus
+from controller.core.status import RolloutStatus
 from controller.errors import NotLeaderError
 from controller.ports import EventRecorder, InvolvedObject, LoadedStatus, PolicyRef, StatusStore, TrafficRouter
 

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.core.rollout import Decision, Phase, SendAlert
+from controller.core.effects import Decision
+from controller.core.status import Alert, Phase
 from controller.ports import PolicyRef
 
 
@@ -112,13 +113,13 @@ class ControllerMetrics:
             self._evaluations[key] = status.last_analysis_at
         if new_evaluation:
             for check in status.last_checks:
-                self.verdicts.labels(metric=str(check.get("name")), verdict=str(check.get("verdict"))).inc()
+                self.verdicts.labels(metric=check.name, verdict=str(check.verdict)).inc()
         for effect in decision.effects:
-            if isinstance(effect, SendAlert) and effect.name == "CanaryRolledBack":
+            if isinstance(effect, Alert) and effect.name == "CanaryRolledBack":
                 # The cause is the reason of the transition into RollingBack (a small, fixed set).
                 cause = next(
                     (h.reason for h in reversed(status.history) if h.to_phase == Phase.ROLLING_BACK), effect.reason
                 )
                 self.rollbacks.labels(reason=cause).inc()
-            if isinstance(effect, SendAlert) and effect.name == "CanaryPromoted":
+            if isinstance(effect, Alert) and effect.name == "CanaryPromoted":
                 self.promotions.inc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from controller.core.rollout import RolloutStatus
+from controller.core.status import RolloutStatus
 from controller.errors import ForbiddenError, NotFoundError
 from controller.ports import LoadedStatus, PolicyRef, StatusStore
 

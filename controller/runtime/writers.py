@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from controller.adapters.kubernetes.status import configmap_name
-from controller.core.rollout import TERMINAL_PHASES, RolloutStatus
+from controller.core.status import TERMINAL_PHASES, RolloutStatus
 from controller.core.writers import Assessment, Me, Sighting, WriterStamp, WriterState, assess, observe, wrote
 from controller.errors import CanaryError, ConflictError, WriterYieldedError
 from controller.ports import (

@@ -17,7 +17,7 @@ import logging
 from datetime import datetime
 
 from controller.core.admission import REFUSED_REASON, TenantRules, refusals
-from controller.core.rollout import Condition
+from controller.core.status import Condition
 from controller.errors import CanaryError, ConflictError
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem, StatusStore
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from controller.core.alerts import AlertMessage, message_for, route_label
 from controller.core.policy import AlertRoute, CanaryPolicy
-from controller.core.rollout import ALERT_LOG_LIMIT, AlertRecord, FiringAlert, PendingAlert, Phase, RolloutStatus
+from controller.core.status import ALERT_LOG_LIMIT, Alert, AlertRecord, FiringAlert, Phase, RolloutStatus
 from controller.errors import ConflictError
 from controller.ports import AlertDelivery, Clock, PolicyRef, StatusStore
 
@@ -36,7 +36,7 @@ DONE_KEPT = 10_000
 LASTING = frozenset({"CanaryRolledBack", "CanaryFailed", "CanaryDriftDetected"})
 
 
-def routes_for(policy: CanaryPolicy, alert: PendingAlert, defaults: list[AlertRoute] | None = None) -> list[AlertRoute]:
+def routes_for(policy: CanaryPolicy, alert: Alert, defaults: list[AlertRoute] | None = None) -> list[AlertRoute]:
     """The alert routes that take this alert: the policy's own, then the controller's defaults."""
     own = {route.name for route in policy.spec.alerts}
     routes = [*policy.spec.alerts, *(route for route in defaults or [] if route.name not in own)]
@@ -188,7 +188,7 @@ class AlertDispatcher:
         if callable(close):
             close()
 
-    def _message(self, policy: CanaryPolicy, status: RolloutStatus, alert: PendingAlert) -> AlertMessage:
+    def _message(self, policy: CanaryPolicy, status: RolloutStatus, alert: Alert) -> AlertMessage:
         analysis = policy.spec.analysis
         prometheus = (analysis.prometheus.url if analysis and analysis.prometheus else None) or self.prometheus_url
         target = policy.spec.target
@@ -214,7 +214,7 @@ class AlertDispatcher:
             prometheus_url=prometheus,
         )
 
-    def _deliver(self, policy: CanaryPolicy, ref: PolicyRef, status: RolloutStatus, alert: PendingAlert) -> None:
+    def _deliver(self, policy: CanaryPolicy, ref: PolicyRef, status: RolloutStatus, alert: Alert) -> None:
         try:
             records = []
             firing: list[FiringAlert] = []

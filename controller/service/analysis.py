@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
+from controller.core.status import AnalysisResult, RolloutStatus, Verdict
 
 
 class NoAnalysis:

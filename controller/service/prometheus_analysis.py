@@ -47,7 +47,6 @@ from controller.core.promql import (
     prom_duration,
     scrape_interval_queries,
 )
-from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
 from controller.core.scrape_windows import (
     minimum_window,
     not_yet_reason,
@@ -55,6 +54,7 @@ from controller.core.scrape_windows import (
     weight_zero_without_baseline,
     window_seconds,
 )
+from controller.core.status import AnalysisResult, RolloutStatus, Verdict
 from controller.core.traffic_share import DEFAULT_TOLERANCE_PP, TrafficShare, traffic_share
 from controller.ports import GroupedMetricsSource, MetricsSource
 from controller.service.analysis import NoAnalysis

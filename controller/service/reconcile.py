@@ -12,20 +12,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from controller.core.effects import Decision, RecordEvent, WriteRoute
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import (
-    Decision,
-    Observations,
-    RecordEvent,
-    SendAlert,
-    Stall,
-    WriteRoute,
-    decide,
-    revision_of,
-    route_revision_of,
-    with_conditions,
-    worth_saving,
-)
+from controller.core.rollout import decide, revision_of, route_revision_of
+from controller.core.status import Alert, Observations, Stall, with_conditions, worth_saving
 from controller.errors import CanaryError, ConflictError
 from controller.ports import (
     AnalysisSource,
@@ -134,7 +124,7 @@ def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, 
             deps.events.record(
                 involved=involved, reason=effect.reason, message=effect.message, event_type=effect.event_type
             )
-        elif isinstance(effect, SendAlert):
+        elif isinstance(effect, Alert):
             log.warning("alert %s (%s): %s", effect.name, effect.severity, effect.summary)
     if status.stall != loaded.status.stall:
         # Compared with the persisted status, so once per cause: not per pass, nor again after a restart.

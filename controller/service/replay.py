@@ -21,17 +21,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.core.effects import WriteRoute
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import (
-    AnalysisResult,
-    Observations,
-    Phase,
-    RolloutStatus,
-    WriteRoute,
-    decide,
-    revision_of,
-    route_revision_of,
-)
+from controller.core.rollout import decide, revision_of, route_revision_of
+from controller.core.status import AnalysisResult, Observations, Phase, RolloutStatus
 from controller.ports import MetricsSource
 from controller.service.prometheus_analysis import PrometheusAnalysis
 
@@ -68,7 +61,7 @@ class ReplayStep:
                     "at": e.evaluated_at.isoformat() if e.evaluated_at else None,
                     "verdict": str(e.verdict),
                     "reason": e.reason,
-                    "checks": e.checks,
+                    "checks": [check.model_dump() for check in e.checks],
                     "trafficShare": e.traffic_share,
                 }
                 for e in self.evaluations
@@ -135,17 +128,17 @@ def fold_evaluations(evaluations: Sequence[AnalysisResult]) -> list[Fold]:
     return folds
 
 
-_MEASURED = ("canaryValue", "stableValue", "canaryConnections", "stableConnections")
+_MEASURED = ("canary_value", "stable_value", "canary_connections", "stable_connections")
 
 
 def _measured(evaluation: AnalysisResult) -> bool:
-    return any(check.get(key) is not None for check in evaluation.checks for key in _MEASURED)
+    return any(getattr(check, key) is not None for check in evaluation.checks for key in _MEASURED)
 
 
 def _query_error(evaluation: AnalysisResult) -> str | None:
     """The error of the first failed query of an evaluation, None when none failed."""
     for check in evaluation.checks:
-        reason = str(check.get("reason", ""))
+        reason = check.reason
         if reason.startswith("query failed: "):
             return reason.removeprefix("query failed: ")
     return None

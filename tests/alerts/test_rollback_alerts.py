@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from controller.core.rollout import RolloutStatus
+from controller.core.status import RolloutStatus
 from controller.runtime.composition import build_loop
 from controller.runtime.loop import ReconcileLoop
 from controller.sandbox.kubeapi import KubeApiEmulator

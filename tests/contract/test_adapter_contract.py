@@ -22,7 +22,7 @@ from kubernetes import client as k8s
 from controller.adapters.kubernetes.api import MAX_BODY, KubeApi
 from controller.adapters.kubernetes.status import CANARYPOLICIES, CrdStatusStore
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
-from controller.core.rollout import Phase, RolloutStatus
+from controller.core.status import Phase, RolloutStatus
 from controller.errors import CanaryError
 from controller.ports import PolicyRef
 from controller.sandbox.kubeapi import KubeApiEmulator

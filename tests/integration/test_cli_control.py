@@ -33,7 +33,7 @@ from controller.adapters.kubernetes.status import (
     configmap_name,
 )
 from controller.cli_control import register
-from controller.core.rollout import HistoryEntry, Phase, RolloutStatus, with_conditions
+from controller.core.status import HistoryEntry, Phase, RolloutStatus, with_conditions
 from controller.core.status_view import ITEM_KEYS, NOT_SEEN, TABLE_HEADERS
 from controller.ports import PolicyRef
 from controller.sandbox.kubeapi import KubeApiEmulator
@@ -673,7 +673,7 @@ class TestStatusJson:
         assert status.step_started_at is not None
         assert datetime.fromisoformat(item["stepStartedAt"]) == status.step_started_at
         assert 65 <= item["secondsInStep"] < 95
-        assert item["lastVerdict"] == status.last_verdict
+        assert item["lastVerdict"] == str(status.last_verdict)
         assert item["lastError"] == LONG_ERROR
         assert item["message"] == "step 2/4: 55s left"
         assert item["runId"] == "01234567-1"

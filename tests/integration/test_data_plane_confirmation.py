@@ -12,7 +12,7 @@ from typing import Any
 
 from controller.adapters.kubernetes.api import KubeApi
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import Phase
+from controller.core.status import Phase
 from controller.sandbox.istiod_status import IstiodStatusWriter
 from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.integration.conftest import stored

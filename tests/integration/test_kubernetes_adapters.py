@@ -12,7 +12,7 @@ from controller.adapters.kubernetes.events import KubernetesEventRecorder
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, configmap_name, new_command
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
-from controller.core.rollout import CommandKind, Phase, RolloutStatus
+from controller.core.status import CommandKind, Phase, RolloutStatus
 from controller.errors import ConflictError, ForbiddenError, UnavailableError
 from controller.ports import InvolvedObject, PolicyRef
 from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator

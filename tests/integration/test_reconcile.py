@@ -14,7 +14,7 @@ from controller.adapters.kubernetes.status import ConfigMapStatusStore, new_comm
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, CommandKind, Phase, RolloutStatus, Verdict
+from controller.core.status import AnalysisResult, CommandKind, Phase, RolloutStatus, Verdict
 from controller.ports import PolicyRef
 from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.service.reconcile import Dependencies, reconcile_once

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore, configmap_name
-from controller.core.rollout import Phase, RolloutStatus
+from controller.core.status import Phase, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.ports import PolicyRef
 from controller.sandbox.kubeapi import KubeApiEmulator

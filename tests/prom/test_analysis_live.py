@@ -13,7 +13,8 @@ from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.policy import CanaryPolicy
 from controller.core.problems import validate_policy
 from controller.core.promql import ISTIO_OPENED
-from controller.core.rollout import AnalysisResult, Observations, RolloutStatus, Verdict, decide
+from controller.core.rollout import decide
+from controller.core.status import AnalysisResult, Observations, RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from controller.service.replay import replay as run_replay
 from tests.prom.servers import (
@@ -68,10 +69,10 @@ def test_a_healthy_canary_passes(mesh: Mesh, metrics: PrometheusMetricsSource) -
     _traffic(mesh, canary=400, stable=1600)
     result = _evaluate(metrics, _policy(mesh.namespace), _status(start))
     assert result.verdict == Verdict.PASS, result.reason
-    assert result.checks[0]["canaryConnections"] == 400
-    assert result.checks[0]["stableConnections"] == 1600
-    assert 'destination_workload=\\"tcp-echo-v2\\"' in str(result.checks[0]["queries"]) or any(
-        'destination_workload="tcp-echo-v2"' in q for q in result.checks[0]["queries"]
+    assert result.checks[0].canary_connections == 400
+    assert result.checks[0].stable_connections == 1600
+    assert 'destination_workload=\\"tcp-echo-v2\\"' in str(result.checks[0].queries) or any(
+        'destination_workload="tcp-echo-v2"' in q for q in result.checks[0].queries
     )
 
 

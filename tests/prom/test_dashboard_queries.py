@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from controller.core.rollout import Phase
+from controller.core.status import Phase
 from controller.runtime.http import HealthServer
 from controller.runtime.metrics import ControllerMetrics
 from tests.prom.conftest import Binaries

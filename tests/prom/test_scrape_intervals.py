@@ -26,7 +26,7 @@ from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy
 from controller.core.promql import ISTIO_OPENED
-from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
+from controller.core.status import AnalysisResult, RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from tests.prom.conftest import Binaries
 from tests.prom.servers import Point, PrometheusServer, create_blocks, history_start, prometheus_config
@@ -230,7 +230,11 @@ def looks(
 
 def counts(result: AnalysisResult) -> tuple[float, float, float]:
     check = result.checks[0]
-    return check["canaryErrors"], check["canaryConnections"], check["stableConnections"]
+    errors, connections, stable = check.canary_errors, check.canary_connections, check.stable_connections
+    assert errors is not None
+    assert connections is not None
+    assert stable is not None
+    return errors, connections, stable
 
 
 # ------------------------------------------------------------------------------------------------ the tests
@@ -335,7 +339,7 @@ def test_a_canary_refusing_from_the_step_start_fails_at_the_first_check(mesh: Hi
 def test_a_weight_0_step_observes_the_stable_baseline_and_with_no_series_at_all_does_not_pass(mesh: History) -> None:
     seen = [look for look in looks(mesh, 0, start=300.0, until=STEP + TICK) if look.result.verdict != Verdict.NOT_YET]
     assert seen[-1].result.verdict == Verdict.PASS, seen[-1].result.reason
-    assert str(seen[-1].result.checks[0]["reason"]).startswith("weight 0: stable baseline observed (0 errors in ")
+    assert str(seen[-1].result.checks[0].reason).startswith("weight 0: stable baseline observed (0 errors in ")
     for compare in (True, False):
         nothing = [
             look
@@ -344,7 +348,7 @@ def test_a_weight_0_step_observes_the_stable_baseline_and_with_no_series_at_all_
         ]
         assert nothing
         assert all(look.result.verdict == Verdict.FAIL for look in nothing), nothing[-1].result.reason  # onNoData
-        assert "no data" in str(nothing[-1].result.checks[0]["reason"])
+        assert "no data" in str(nothing[-1].result.checks[0].reason)
 
 
 class Recording:
@@ -390,5 +394,6 @@ def test_a_canary_with_too_few_connections_never_passes_a_step(mesh: History) ->
     assert seen
     assert all(look.result.verdict == Verdict.INCONCLUSIVE for look in seen), [look.result.reason for look in seen]
     gate = seen[-1].result.checks[0]
-    assert 0 < gate["canaryConnections"] < 100
-    assert "fewer than minConnections 100" in str(gate["reason"])
+    assert gate.canary_connections is not None
+    assert 0 < gate.canary_connections < 100
+    assert "fewer than minConnections 100" in str(gate.reason)

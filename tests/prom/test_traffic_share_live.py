@@ -8,7 +8,7 @@ import pytest
 
 from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import Verdict
+from controller.core.status import Verdict
 from tests.prom.test_analysis_live import _evaluate, _policy, _status, _traffic, mesh
 from tests.prom.test_builtin_queries import Mesh
 

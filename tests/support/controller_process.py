@@ -20,7 +20,7 @@ from typing import Any
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout import AnalysisResult, RolloutStatus, Verdict
+from controller.core.status import AnalysisResult, RolloutStatus, Verdict
 from controller.runtime.composition import run
 
 

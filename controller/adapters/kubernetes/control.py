@@ -36,7 +36,7 @@ from controller.adapters.kubernetes.status import (
     new_command,
     parse_commands,
 )
-from controller.core.rollout import Command, CommandKind, RolloutStatus
+from controller.core.status import Command, CommandKind, RolloutStatus
 from controller.core.status_view import StatusRow, status_row
 from controller.errors import ForbiddenError, NotFoundError
 from controller.ports import PolicyRef

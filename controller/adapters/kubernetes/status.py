@@ -28,7 +28,7 @@ from kubernetes import client as k8s
 from pydantic import ValidationError
 
 from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi, Resource, as_dict, metadata_of
-from controller.core.rollout import Command, CommandKind, RolloutStatus
+from controller.core.status import Command, CommandKind, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.errors import ApiError, ConflictError, NotFoundError
 from controller.ports import LoadedStatus, PolicyRef
