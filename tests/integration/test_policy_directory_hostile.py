@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.adapters import policy_sources
-from controller.adapters.policy_sources import DirectoryPolicySource
+from controller.adapters.policy_sources import DirectoryPolicySource, directory
 from controller.adapters.yaml_documents import YamlLimits
 from controller.ports import PolicySnapshot
 from tests.conftest import policy_doc
@@ -93,15 +92,15 @@ def test_a_file_still_being_read_never_holds_up_the_snapshot_of_the_others(
 ) -> None:
     release = threading.Event()
     reading = threading.Event()
-    real_load = policy_sources.load_policy_file
+    real_load = directory.load_policy_file
 
-    def load(path: Path, *, limits: YamlLimits = policy_sources.FILE_LIMITS) -> object:
+    def load(path: Path, *, limits: YamlLimits = directory.FILE_LIMITS) -> object:
         if path.name == "slow.yaml":
             reading.set()
             release.wait(20)
         return real_load(path, limits=limits)
 
-    monkeypatch.setattr(policy_sources, "load_policy_file", load)
+    monkeypatch.setattr(directory, "load_policy_file", load)
     (tmp_path / "a.yaml").write_text(policy_yaml("a"))
     source = DirectoryPolicySource(tmp_path, reload_interval=0, wait_seconds=0.05)
     sources.append(source)
@@ -135,13 +134,13 @@ def test_only_changed_files_are_read_again(
     tmp_path: Path, sources: list[DirectoryPolicySource], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read: list[str] = []
-    real_load = policy_sources.load_policy_file
+    real_load = directory.load_policy_file
 
-    def load(path: Path, *, limits: YamlLimits = policy_sources.FILE_LIMITS) -> object:
+    def load(path: Path, *, limits: YamlLimits = directory.FILE_LIMITS) -> object:
         read.append(path.name)
         return real_load(path, limits=limits)
 
-    monkeypatch.setattr(policy_sources, "load_policy_file", load)
+    monkeypatch.setattr(directory, "load_policy_file", load)
     (tmp_path / "bomb.yaml").write_text(alias_bomb(9))
     (tmp_path / "a.yaml").write_text(policy_yaml("a"))
     source = DirectoryPolicySource(tmp_path, reload_interval=0)
@@ -158,13 +157,13 @@ def test_synced_only_after_the_first_look_and_close_ends_the_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = threading.Event()
-    real_load = policy_sources.load_policy_file
+    real_load = directory.load_policy_file
 
-    def load(path: Path, *, limits: YamlLimits = policy_sources.FILE_LIMITS) -> object:
+    def load(path: Path, *, limits: YamlLimits = directory.FILE_LIMITS) -> object:
         release.wait(20)
         return real_load(path, limits=limits)
 
-    monkeypatch.setattr(policy_sources, "load_policy_file", load)
+    monkeypatch.setattr(directory, "load_policy_file", load)
     (tmp_path / "a.yaml").write_text(policy_yaml("a"))
     source = DirectoryPolicySource(tmp_path, wait_seconds=0.01)
 
