@@ -32,6 +32,7 @@ from controller.core.policy.fields import (
     strictly_increasing,
 )
 from controller.core.policy.rules import analysis_rules, target_rules
+from controller.core.status import Severity
 
 
 class _Model(BaseModel):
@@ -401,7 +402,7 @@ class AlertRoute(_Model):
         description="Which alerts: " + ", ".join(ALERT_NAMES) + ". Default: rollbacks (every path), failures "
         "and drift.",
     )
-    severity: dict[str, Literal["critical", "warning", "info"]] | None = Field(
+    severity: dict[str, Severity] | None = Field(
         None, description="Severity per alert name (" + ", ".join(ALERT_NAMES) + "), overriding the defaults."
     )
 
