@@ -16,11 +16,12 @@ help:
 	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about half an hour)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
 
-$(STAMP): pyproject.toml
+# The controller and the sandbox (its own distribution in sandbox/: the API emulator, Envoy gateway, demo).
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,demo]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./sandbox
 	# The real Helm engine for `helm lint` and chart tests; it declares Python >= 3.12 but runs on 3.11.
 	$(BIN)/python -m pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32'
 	touch $(STAMP)
@@ -37,8 +38,8 @@ deps:
 	@echo "alertmanager: $$(prometheus-alertmanager --version 2>&1 | head -1)"
 
 lint: venv
-	$(BIN)/ruff check controller tests benchmarks
-	$(BIN)/ruff format --check controller tests benchmarks
+	$(BIN)/ruff check controller sandbox tests benchmarks
+	$(BIN)/ruff format --check controller sandbox tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import judgement_accuracy, rollback_latency, scale
-from controller.sandbox.envoy_gateway import envoy_version
-from controller.sandbox.processes import SandboxError, binary_version, find_binary
+from canary_sandbox.envoy_gateway import envoy_version
+from canary_sandbox.processes import SandboxError, binary_version, find_binary
 
 PARTS = {
     "rollback_latency": ("rollback_latency.json", "Rollback latency"),

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.sandbox.demo import DemoOptions, run_demo
+from canary_sandbox.demo import DemoOptions, run_demo
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@
 * a synthetic exporter (in this process) serving, per rollout, the client-side Istio TCP counters of the
   canary and of the stable workload (``istio_tcp_connections_opened_total`` and ``..._closed_total``, with
   the labels Istio's sidecar writes), growing steadily, no failed connects;
-* one real Prometheus (Debian's binary, :class:`~controller.sandbox.processes.PrometheusProcess`) scraping it;
+* one real Prometheus (Debian's binary, :class:`~canary_sandbox.processes.PrometheusProcess`) scraping it;
 * the controller as ``python -m controller`` (``canaryctl run``), file mode: N policy files, each analysing
   with the built-in ``istio-tcp-connect-error-ratio`` template every 10 s, steps of an hour so every rollout
   stays at its first step, tick 5 s.
@@ -46,7 +46,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.scale_kubeapi import namespace_of
-from controller.sandbox.processes import PrometheusProcess, binary_version, find_binary, free_port, prometheus_config
+from canary_sandbox.processes import PrometheusProcess, binary_version, find_binary, free_port, prometheus_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ISTIO_DATA = REPO.parent / "shared" / "data" / "istio"

@@ -34,9 +34,9 @@ from typing import Any
 
 import yaml
 
-from controller.sandbox.kubeapi import Fault, FaultInjector, KubeApiEmulator
-from controller.sandbox.kubeapi.faults import RequestInfo
-from controller.sandbox.kubeapi.store import ObjectStore
+from canary_sandbox.kubeapi import Fault, FaultInjector, KubeApiEmulator
+from canary_sandbox.kubeapi.faults import RequestInfo
+from canary_sandbox.kubeapi.store import ObjectStore
 
 NAMESPACE_PREFIX = "bench-"
 CANARY_SUBSET = "v2"

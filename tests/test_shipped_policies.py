@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
+from canary_sandbox.scenario import Variant, manifest_documents
 from controller.adapters.policy_files import check_documents
 from controller.adapters.yaml_documents import read_yaml_file
 from controller.core.plan import SourceDocument, plan_rollout
 from controller.core.policy import CanaryPolicy
-from controller.sandbox.scenario import Variant, manifest_documents
 from tests.conftest import REPO
 
 SHIPPED: dict[str, Variant] = {"tcp-echo.yaml": "istio", "tcp-echo-gateway-api.yaml": "gateway-api"}

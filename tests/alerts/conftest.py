@@ -25,8 +25,8 @@ from typing import Any, Self
 import httpx
 import pytest
 
+from canary_sandbox.processes import AlertmanagerProcess, free_port
 from controller.core.alerts import AlertMessage, FailingCheck, graph_url
-from controller.sandbox.processes import AlertmanagerProcess, free_port
 
 PROMETHEUS_URL = "http://prometheus.istio-system:9090"
 ERROR_RATE_QUERY = (

@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.core.status import RolloutStatus
 from controller.runtime.composition import build_loop
 from controller.runtime.loop import ReconcileLoop
-from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.alerts.conftest import AlertmanagerServer
 from tests.conftest import REPO, SHARED_ISTIO

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import MAX_BODY, KubeApi
 from controller.adapters.kubernetes.status import CANARYPOLICIES, CrdStatusStore
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.core.status import Phase, RolloutStatus
 from controller.errors import CanaryError
 from controller.ports import PolicyRef
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.contract.recorded import (
     FAILED_TEST_OP,
     NAMESPACE,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.sandbox.demo import route_of
-from controller.sandbox.scenario import manifest_documents
+from canary_sandbox.demo import route_of
+from canary_sandbox.scenario import manifest_documents
 from tests.conftest import REPO
 from tests.demo.support import child_processes
 

@@ -16,9 +16,9 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
+from canary_sandbox import demo
+from canary_sandbox.envoy_gateway import RouteChange
 from controller.cli import app
-from controller.sandbox import demo
-from controller.sandbox.envoy_gateway import RouteChange
 
 STABLE, CANARY = demo.clusters("istio")
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.kubeapi.resources import resource_type
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi.resources import resource_type
 from tests.conftest import REPO, policy_doc
 
 CHART = REPO / "helm"

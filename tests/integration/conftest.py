@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import api_client, close_api_client, emulator, faults, namespace
 
 __all__ = ["api_client", "emulator", "faults", "kube", "namespace", "stored"]

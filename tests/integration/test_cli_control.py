@@ -21,6 +21,7 @@ from kubernetes import client
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller import cli_control
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.status import (
@@ -36,7 +37,6 @@ from controller.cli_control import register
 from controller.core.status import HistoryEntry, Phase, RolloutStatus, with_conditions
 from controller.core.status_view import ITEM_KEYS, NOT_SEEN, TABLE_HEADERS
 from controller.ports import PolicyRef
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.conftest import REPO, policy_doc
 from tests.sandbox.conftest import close_api_client
 

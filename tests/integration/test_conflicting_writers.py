@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.kubeapi.store import WriteRecord
-from controller.sandbox.processes import free_port
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi.store import WriteRecord
+from canary_sandbox.processes import free_port
 from tests.conftest import REPO, SHARED_ISTIO
 from tests.sandbox.conftest import document
 

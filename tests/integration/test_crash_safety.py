@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.conftest import REPO
 from tests.sandbox.conftest import document
 

@@ -10,11 +10,11 @@ import copy
 import threading
 from typing import Any
 
+from canary_sandbox.istiod_status import IstiodStatusWriter
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.core.policy import CanaryPolicy
 from controller.core.status import Phase
-from controller.sandbox.istiod_status import IstiodStatusWriter
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.integration.conftest import stored
 from tests.integration.test_reconcile import World, put_canary_deployment
 from tests.sandbox.conftest import document

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.conftest import REPO, SHARED_ISTIO, policy_doc
 from tests.sandbox.conftest import document
 from tests.test_hostile_yaml import alias_bomb

@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import (
     CONFIGMAPS,
     LEASES,
@@ -20,7 +21,6 @@ from controller.adapters.kubernetes.api import (
     metadata_of,
 )
 from controller.errors import ApiError, CanaryError, ConflictError, KubeconfigError, NotFoundError, UnavailableError
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import close_api_client
 
 VIRTUALSERVICES = Resource("networking.istio.io", "virtualservices", ("v1", "v1beta1", "v1alpha3"))

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, configmap_name, new_command
@@ -15,7 +16,6 @@ from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.core.status import CommandKind, Phase, RolloutStatus
 from controller.errors import ConflictError, ForbiddenError, UnavailableError
 from controller.ports import InvolvedObject, PolicyRef
-from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from tests.integration.conftest import stored
 from tests.sandbox.conftest import document
 

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi.faults import FaultInjector
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.leases import LeaderElector, LeaseLock, LeaseRecord
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.errors import NotLeaderError
 from controller.runtime.leadership import FencedRouter
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.kubeapi.faults import FaultInjector
 from tests.sandbox.conftest import document
 
 LEASE = "canary-controller"

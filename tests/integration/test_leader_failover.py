@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.kubeapi.store import WriteRecord
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi.store import WriteRecord
 from tests.conftest import REPO
 from tests.sandbox.conftest import document
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.status import new_command
 from controller.core.policy import CanaryPolicy
 from controller.core.status import CommandKind, Phase, Verdict
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.integration.test_reconcile import World, put_canary_deployment
 from tests.test_rollout import seed_policy
 

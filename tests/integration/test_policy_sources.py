@@ -19,13 +19,13 @@ import pytest
 import yaml
 from kubernetes import client
 
+from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.status import CrdStatusStore
 from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicySource, merge_snapshots
 from controller.core.problems import validate_policy
 from controller.core.status import RolloutStatus
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
-from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from tests.conftest import REPO, policy_doc
 from tests.sandbox.conftest import close_api_client
 

@@ -24,10 +24,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.errors import ApiError, ConflictError
-from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from tests.integration.conftest import stored
 from tests.sandbox.conftest import ISTIO_DATA, close_api_client, document
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, new_command
@@ -16,7 +17,6 @@ from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.core.policy import CanaryPolicy
 from controller.core.status import AnalysisResult, CommandKind, Phase, RolloutStatus, Verdict
 from controller.ports import PolicyRef
-from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.service.reconcile import Dependencies, reconcile_once
 from tests.integration.conftest import stored
 from tests.rollout_sim import T0

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.runtime.composition import build_loop
 from controller.runtime.loop import ReconcileLoop
-from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.conftest import SHARED_ISTIO
 from tests.integration.test_controller_modes import CRD, _policy

@@ -9,12 +9,12 @@ import pytest
 import yaml
 from kubernetes import client
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore, configmap_name
 from controller.core.status import Phase, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.ports import PolicyRef
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.conftest import REPO
 from tests.sandbox.conftest import close_api_client
 

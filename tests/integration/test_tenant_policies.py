@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.runtime.composition import build_loop
-from controller.sandbox.kubeapi import KubeApiEmulator
 from controller.settings import Settings
 from tests.conftest import REPO, SHARED_ISTIO
 from tests.sandbox.conftest import document

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import CRD_FILES, ISTIO_DATA
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.kubectl.conftest import POLICY, POLICY_NAMESPACE, Kubectl
 
 

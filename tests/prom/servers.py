@@ -32,7 +32,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from controller.sandbox.processes import PrometheusProcess
+from canary_sandbox.processes import PrometheusProcess
 
 T = TypeVar("T")
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"

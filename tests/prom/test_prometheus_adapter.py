@@ -20,14 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.processes import free_port
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.secrets import SecretReader
 from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy, SecretRef
 from controller.errors import SecretError
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.processes import free_port
 from tests.conftest import policy_doc
 from tests.prom.servers import CannedServer, PrometheusServer, RecordingProxy, self_signed_tls
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
+from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 
 ISTIO_DATA = (Path(__file__).resolve().parents[2] / "../shared/data/istio").resolve()
 CRD_FILES = (

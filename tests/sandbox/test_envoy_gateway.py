@@ -20,14 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controller.adapters.kubernetes.api import KubeApi
-from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
-from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
-from controller.core.dataplane import DataPlane, data_plane_report
-from controller.core.policy import CanaryPolicy
-from controller.core.promql import Variables, envoy_counts
-from controller.core.routes import resolve_route, with_canary_weight
-from controller.sandbox.envoy_gateway import (
+from canary_sandbox.envoy_gateway import (
     EnvoyError,
     EnvoyGateway,
     EnvoyNotFoundError,
@@ -37,9 +30,9 @@ from controller.sandbox.envoy_gateway import (
     envoy_version,
     pick_port,
 )
-from controller.sandbox.istiod_status import IstiodStatusWriter
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.scenario import (
+from canary_sandbox.istiod_status import IstiodStatusWriter
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.scenario import (
     NAMESPACE,
     Variant,
     load_scenario,
@@ -47,8 +40,15 @@ from controller.sandbox.scenario import (
     route_kind,
     scenario_endpoints,
 )
-from controller.sandbox.tcpecho import V1_PREFIX, V2_PREFIX, TcpEchoServer, ask
-from controller.sandbox.xds import cluster_name
+from canary_sandbox.tcpecho import V1_PREFIX, V2_PREFIX, TcpEchoServer, ask
+from canary_sandbox.xds import cluster_name
+from controller.adapters.kubernetes.api import KubeApi
+from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
+from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
+from controller.core.dataplane import DataPlane, data_plane_report
+from controller.core.policy import CanaryPolicy
+from controller.core.promql import Variables, envoy_counts
+from controller.core.routes import resolve_route, with_canary_weight
 from tests.conftest import REPO
 from tests.sandbox.conftest import close_api_client
 

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client, dynamic
 from kubernetes.client import ApiException
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import make_api, status_of
 
 

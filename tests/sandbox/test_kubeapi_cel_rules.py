@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import ApiError, KubeApiEmulator
+from canary_sandbox.kubeapi import ApiError, KubeApiEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"

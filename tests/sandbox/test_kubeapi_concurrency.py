@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import ISTIO, close_api_client, document, make_api, status_of
 
 CONFLICT_MESSAGE = (

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import ApiError, KubeApiEmulator
+from canary_sandbox.kubeapi import ApiError, KubeApiEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY_CRD = ROOT / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"

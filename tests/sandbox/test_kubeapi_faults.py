@@ -11,7 +11,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from controller.sandbox.kubeapi import FaultInjector, KubeApiEmulator
+from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from tests.sandbox.conftest import ISTIO, BackgroundWatch, document, make_api, new_watch, status_of, summary
 
 FORBIDDEN_MESSAGE = (

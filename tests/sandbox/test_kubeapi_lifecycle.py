@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 from kubernetes import client, config
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import ISTIO, ISTIO_DATA, BackgroundWatch, close_api_client, make_api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_the_process_mode_prints_its_url_serves_loaded_objects_and_stops_on_sigt
     command = [
         sys.executable,
         "-m",
-        "controller.sandbox.kubeapi",
+        "canary_sandbox.kubeapi",
         "--port",
         "0",
         "--crd",

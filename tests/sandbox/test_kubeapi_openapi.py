@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import CRD_FILES, ISTIO_DATA
 
 ROOT = Path(__file__).resolve().parents[2]

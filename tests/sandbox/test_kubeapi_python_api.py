@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from controller.sandbox.kubeapi import ApiError, KubeApiEmulator, UnknownKindError
+from canary_sandbox.kubeapi import ApiError, KubeApiEmulator, UnknownKindError
 from tests.sandbox.conftest import ISTIO, ISTIO_DATA, document, make_api
 
 

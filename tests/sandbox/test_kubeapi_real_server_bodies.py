@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.leases import LeaseLock, LeaseRecord
-from controller.sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import document
 
 VS_PATH = "/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices/tcp-echo"

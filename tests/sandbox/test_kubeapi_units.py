@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from controller.sandbox.kubeapi import ApiError
-from controller.sandbox.kubeapi.patch import MalformedPatchError, PatchError, json_patch, merge_patch
-from controller.sandbox.kubeapi.resources import Registry, builtin_resources, version_priority
-from controller.sandbox.kubeapi.schema import StructuralSchema
-from controller.sandbox.kubeapi.selectors import SelectorError, parse_field_selector, parse_label_selector
-from controller.sandbox.kubeapi.server import route
+from canary_sandbox.kubeapi import ApiError
+from canary_sandbox.kubeapi.patch import MalformedPatchError, PatchError, json_patch, merge_patch
+from canary_sandbox.kubeapi.resources import Registry, builtin_resources, version_priority
+from canary_sandbox.kubeapi.schema import StructuralSchema
+from canary_sandbox.kubeapi.selectors import SelectorError, parse_field_selector, parse_label_selector
+from canary_sandbox.kubeapi.server import route
 
 
 def schema_of(spec_properties: dict[str, Any], **spec: Any) -> StructuralSchema:

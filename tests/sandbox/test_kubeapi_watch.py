@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import ISTIO, BackgroundWatch, close_api_client, document, make_api, new_watch, summary
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 from tests.sandbox.conftest import CRD_FILES, ISTIO_DATA, document
 
 VS_LIST = "/apis/networking.istio.io/v1/namespaces/quiet/virtualservices"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from controller.sandbox.tcpecho import V1_PREFIX, V2_PREFIX, TcpEchoServer, ask
+from canary_sandbox.tcpecho import V1_PREFIX, V2_PREFIX, TcpEchoServer, ask
 
 
 @pytest.fixture

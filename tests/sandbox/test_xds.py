@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.core.plan import Plan, SourceDocument, plan_rollout
-from controller.core.policy import CanaryPolicy
-from controller.sandbox.scenario import (
+from canary_sandbox.scenario import (
     GATEWAY_PORT,
     VARIANTS,
     Variant,
@@ -19,7 +17,7 @@ from controller.sandbox.scenario import (
     manifest_documents,
     scenario_endpoints,
 )
-from controller.sandbox.xds import (
+from canary_sandbox.xds import (
     Address,
     Backend,
     GatewayConfig,
@@ -29,6 +27,8 @@ from controller.sandbox.xds import (
     listener_name,
     translate,
 )
+from controller.core.plan import Plan, SourceDocument, plan_rollout
+from controller.core.policy import CanaryPolicy
 from tests.conftest import REPO, SHARED_ISTIO
 
 YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -389,7 +389,7 @@ CRD_COPIES = {
 
 @pytest.mark.parametrize("copy_name", sorted(CRD_COPIES))
 def test_the_packaged_crds_are_unchanged_copies_of_the_real_ones(copy_name: str) -> None:
-    packaged = (REPO / "controller" / "sandbox" / "scenario" / "crds" / copy_name).read_text(encoding="utf-8")
+    packaged = (REPO / "sandbox" / "canary_sandbox" / "scenario" / "crds" / copy_name).read_text(encoding="utf-8")
     header, _, body = packaged.partition("\napiVersion: ")
     assert all(line.startswith("# ") for line in header.splitlines())
     assert "apiVersion: " + body == (SHARED_ISTIO / CRD_COPIES[copy_name]).read_text(encoding="utf-8")

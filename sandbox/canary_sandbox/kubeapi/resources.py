@@ -30,10 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.sandbox.kubeapi.crd_checks import check_schema
-from controller.sandbox.kubeapi.schema import SchemaCompileError, StructuralSchema
-from controller.sandbox.kubeapi.status import ApiError, Cause, invalid
-from controller.sandbox.kubeapi.table import DEFAULT_CRD_COLUMNS
+from canary_sandbox.kubeapi.crd_checks import check_schema
+from canary_sandbox.kubeapi.schema import SchemaCompileError, StructuralSchema
+from canary_sandbox.kubeapi.status import ApiError, Cause, invalid
+from canary_sandbox.kubeapi.table import DEFAULT_CRD_COLUMNS
 
 CRD_GROUP = "apiextensions.k8s.io"
 STANDARD_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")

@@ -31,10 +31,7 @@ from typing import Any, Literal, TextIO
 
 import yaml
 
-from controller.runtime import logs
-from controller.runtime.composition import build_daemon
-from controller.runtime.daemon import Daemon
-from controller.sandbox.envoy_gateway import (
+from canary_sandbox.envoy_gateway import (
     EnvoyError,
     EnvoyGateway,
     RouteChange,
@@ -42,11 +39,11 @@ from controller.sandbox.envoy_gateway import (
     envoy_version,
     pick_port,
 )
-from controller.sandbox.istiod_status import IstiodStatusWriter
-from controller.sandbox.kubeapi import KubeApiEmulator
-from controller.sandbox.load import LoadClient
-from controller.sandbox.processes import AlertmanagerProcess, PrometheusProcess, SandboxError, prometheus_config
-from controller.sandbox.scenario import (
+from canary_sandbox.istiod_status import IstiodStatusWriter
+from canary_sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.load import LoadClient
+from canary_sandbox.processes import AlertmanagerProcess, PrometheusProcess, SandboxError, prometheus_config
+from canary_sandbox.scenario import (
     GATEWAY_PORT,
     NAMESPACE,
     ROUTE_NAME,
@@ -56,8 +53,11 @@ from controller.sandbox.scenario import (
     route_kind,
     scenario_endpoints,
 )
-from controller.sandbox.tcpecho import TcpEchoServer
-from controller.sandbox.xds import Address, Backend, cluster_name
+from canary_sandbox.tcpecho import TcpEchoServer
+from canary_sandbox.xds import Address, Backend, cluster_name
+from controller.runtime import logs
+from controller.runtime.composition import build_daemon
+from controller.runtime.daemon import Daemon
 from controller.settings import Settings
 
 CONTROLLER_NAMESPACE = "canary-system"

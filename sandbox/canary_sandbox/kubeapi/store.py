@@ -48,8 +48,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.sandbox.kubeapi import meta as objmeta
-from controller.sandbox.kubeapi.patch import (
+from canary_sandbox.kubeapi import meta as objmeta
+from canary_sandbox.kubeapi.patch import (
     JSON_PATCH,
     MERGE_PATCH,
     STRATEGIC_MERGE_PATCH,
@@ -58,7 +58,7 @@ from controller.sandbox.kubeapi.patch import (
     json_patch,
     merge_patch,
 )
-from controller.sandbox.kubeapi.resources import (
+from canary_sandbox.kubeapi.resources import (
     CRD_GROUP,
     Registry,
     ResourceType,
@@ -66,8 +66,8 @@ from controller.sandbox.kubeapi.resources import (
     resource_from_crd,
     version_priority,
 )
-from controller.sandbox.kubeapi.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
-from controller.sandbox.kubeapi.status import (
+from canary_sandbox.kubeapi.selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
+from canary_sandbox.kubeapi.status import (
     ApiError,
     Cause,
     already_exists,

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from controller.sandbox.kubeapi.faults import FaultInjector
-from controller.sandbox.kubeapi.resources import ResourceType
-from controller.sandbox.kubeapi.server import EmulatorHttpServer
-from controller.sandbox.kubeapi.store import (
+from canary_sandbox.kubeapi.faults import FaultInjector
+from canary_sandbox.kubeapi.resources import ResourceType
+from canary_sandbox.kubeapi.server import EmulatorHttpServer
+from canary_sandbox.kubeapi.store import (
     DEFAULT_RECORD_LIMIT,
     DEFAULT_WATCH_HISTORY,
     ObjectStore,

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from controller.sandbox.kubeapi.status import Cause
+from canary_sandbox.kubeapi.status import Cause
 
 KNOWN_FIELDS = frozenset(
     {

@@ -39,7 +39,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.sandbox.kubeapi.resources import Registry, ResourceType
+from canary_sandbox.kubeapi.resources import Registry, ResourceType
 
 PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"

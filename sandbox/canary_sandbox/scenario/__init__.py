@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from controller.sandbox.xds import Address, Backend
+from canary_sandbox.xds import Address, Backend
 
 if TYPE_CHECKING:
-    from controller.sandbox.kubeapi import KubeApiEmulator
+    from canary_sandbox.kubeapi import KubeApiEmulator
 
 Variant = Literal["istio", "gateway-api"]
 VARIANTS: tuple[Variant, ...] = ("istio", "gateway-api")

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from controller.sandbox.kubeapi.status import (
+from canary_sandbox.kubeapi.status import (
     REASON_BY_CODE,
     ApiError,
     already_exists,
@@ -31,7 +31,7 @@ from controller.sandbox.kubeapi.status import (
 )
 
 if TYPE_CHECKING:
-    from controller.sandbox.kubeapi.store import ObjectStore
+    from canary_sandbox.kubeapi.store import ObjectStore
 
 DEFAULT_USER = "system:serviceaccount:canary:canary-controller"
 VERBS = ("GET", "LIST", "WATCH", "POST", "PUT", "PATCH", "DELETE")

@@ -32,14 +32,14 @@ server-side apply             415, as a server without it answers
 What it does not do is listed in each module's docstring; in short: no admission webhooks, no
 authentication or RBAC, no server-side apply or strategic list merging, no controllers, no persistence.
 
-Run it as a process with ``python -m controller.sandbox.kubeapi --help``.
+Run it as a process with ``python -m canary_sandbox.kubeapi --help``.
 """
 
-from controller.sandbox.kubeapi.emulator import KubeApiEmulator, UnknownKindError
-from controller.sandbox.kubeapi.faults import DEFAULT_USER, Fault, FaultInjector
-from controller.sandbox.kubeapi.resources import ResourceType
-from controller.sandbox.kubeapi.status import ApiError, Cause
-from controller.sandbox.kubeapi.store import WriteRecord
+from canary_sandbox.kubeapi.emulator import KubeApiEmulator, UnknownKindError
+from canary_sandbox.kubeapi.faults import DEFAULT_USER, Fault, FaultInjector
+from canary_sandbox.kubeapi.resources import ResourceType
+from canary_sandbox.kubeapi.status import ApiError, Cause
+from canary_sandbox.kubeapi.store import WriteRecord
 
 __all__ = [
     "DEFAULT_USER",

@@ -45,7 +45,7 @@ from typing import Any
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from controller.sandbox.kubeapi.status import Cause, describe_value
+from canary_sandbox.kubeapi.status import Cause, describe_value
 
 INT32_RANGE = (-(2**31), 2**31 - 1)
 INT64_RANGE = (-(2**63), 2**63 - 1)

@@ -26,19 +26,35 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from controller.sandbox.kubeapi import openapi
-from controller.sandbox.kubeapi.faults import RequestInfo
-from controller.sandbox.kubeapi.patch import JSON_PATCH, parse_json_patch
-from controller.sandbox.kubeapi.resources import Registry, ResourceType
-from controller.sandbox.kubeapi.status import ApiError, bad_request, internal, method_not_allowed, path_not_found
-from controller.sandbox.kubeapi.store import Request, Result
-from controller.sandbox.kubeapi.table import to_table, wants_table
+from canary_sandbox.kubeapi import openapi
+from canary_sandbox.kubeapi.faults import FaultInjector, RequestInfo
+from canary_sandbox.kubeapi.patch import JSON_PATCH, parse_json_patch
+from canary_sandbox.kubeapi.resources import Registry, ResourceType
+from canary_sandbox.kubeapi.status import ApiError, bad_request, internal, method_not_allowed, path_not_found
+from canary_sandbox.kubeapi.store import ObjectStore, Request, Result
+from canary_sandbox.kubeapi.table import to_table, wants_table
 
-if TYPE_CHECKING:
-    from controller.sandbox.kubeapi.emulator import KubeApiEmulator
+
+class Served(Protocol):
+    """What the HTTP face serves: a :class:`~canary_sandbox.kubeapi.emulator.KubeApiEmulator`.
+
+    Named by what it uses, so that this module does not import the emulator, which imports it to start it.
+    """
+
+    @property
+    def store(self) -> ObjectStore:
+        """The objects, their watches and their write records."""
+
+    @property
+    def faults(self) -> FaultInjector:
+        """The faults armed for the next matching requests."""
+
+    def wait_stopped(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True when the emulator stopped meanwhile."""
+
 
 _LOG = logging.getLogger(__name__)
 KUBERNETES_VERSION = {
@@ -140,7 +156,7 @@ class EmulatorHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], emulator: KubeApiEmulator) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Served) -> None:
         super().__init__(address, KubeApiHandler)
         self.emulator = emulator
         self._tracked_lock = threading.Lock()
@@ -444,7 +460,7 @@ def _parse_json(raw: bytes, *, keep_number_literals: bool = False) -> Any:
         raise bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
 
 
-def _dispatch(emulator: KubeApiEmulator, request: Request) -> Result:
+def _dispatch(emulator: Served, request: Request) -> Result:
     store = emulator.store
     if request.verb == "GET":
         return store.get(request)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from controller.sandbox.tcpecho import ask
+from canary_sandbox.tcpecho import ask
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from controller.sandbox.kubeapi.status import Cause
+from canary_sandbox.kubeapi.status import Cause
 
 _V3_TYPES = ("array", "boolean", "integer", "number", "object", "string")
 _NESTED_FORBIDDEN_GENERICS = (

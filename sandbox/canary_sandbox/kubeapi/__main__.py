@@ -1,6 +1,6 @@
 """Run the Kubernetes API server emulator as a process.
 
-``python -m controller.sandbox.kubeapi --port 0 --crd FILE... --load FILE...`` prints the URL on the
+``python -m canary_sandbox.kubeapi --port 0 --crd FILE... --load FILE...`` prints the URL on the
 first line of standard output once it serves, then serves until SIGTERM or SIGINT and exits 0.
 State lives in memory only: a restart starts from the files given again.
 """
@@ -16,13 +16,13 @@ from types import FrameType
 
 import yaml
 
-from controller.sandbox.kubeapi.emulator import KubeApiEmulator, UnknownKindError
+from canary_sandbox.kubeapi.emulator import KubeApiEmulator, UnknownKindError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="python -m controller.sandbox.kubeapi",
+        prog="python -m canary_sandbox.kubeapi",
         description="Serve an emulated Kubernetes API on loopback until SIGTERM or SIGINT.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

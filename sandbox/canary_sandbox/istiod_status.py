@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
-from controller.sandbox.kubeapi import KubeApiEmulator
+from canary_sandbox.kubeapi import KubeApiEmulator
 
 ROUTES = (
     ("virtualservices.networking.istio.io", "networking.istio.io", "virtualservices"),

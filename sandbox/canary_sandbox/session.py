@@ -22,8 +22,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from controller.core.crd import canarypolicy_crd
-from controller.sandbox.demo import (
+from canary_sandbox.demo import (
     POLICY_NAME,
     DemoOptions,
     LineReporter,
@@ -33,7 +32,8 @@ from controller.sandbox.demo import (
     demo_policy,
     policy_text,
 )
-from controller.sandbox.scenario import NAMESPACE
+from canary_sandbox.scenario import NAMESPACE
+from controller.core.crd import canarypolicy_crd
 
 CANARY_POLICIES = "canarypolicies.canaryctl.dev"
 CONTEXT = "sandbox"
