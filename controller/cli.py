@@ -363,7 +363,7 @@ def replay(
         raise typer.Exit(REPLAY_UNMEASURED)
 
 
-def run() -> None:
+def run() -> None:  # noqa: D103 - the help text is set below, with every setting
     from controller.runtime.composition import run as run_daemon  # noqa: PLC0415 - heavy imports, daemon only
 
     run_daemon()

@@ -60,6 +60,8 @@ class RolloutPass:
     # -- bookkeeping -------------------------------------------------------------------------------
 
     def transition(self, to: Phase, reason: str, message: str = "", *, warning: bool = False) -> None:
+        """Move to phase ``to``: its message, a history entry, an Event, and the alert the reason or the phase
+        raises (queued in the outbox and returned as an effect)."""
         before = self.status.phase
         self.status.phase = to
         # Every phase carries its own message: a RolledBack status never still shows the last step's countdown.
@@ -101,12 +103,14 @@ class RolloutPass:
         del self.status.history[:-HISTORY_LIMIT]
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a Kubernetes Event on the policy (a Warning when ``warning``)."""
         self.effects.append(RecordEvent(reason=reason, message=message, event_type="Warning" if warning else "Normal"))
 
     # -- route helpers -----------------------------------------------------------------------------
 
     @property
     def steps(self) -> list[int]:
+        """The schedule's canary weights."""
         return self.policy.spec.schedule.steps
 
     def resolve(self) -> bool:
@@ -130,6 +134,7 @@ class RolloutPass:
         return True
 
     def live_destinations(self) -> list[Any]:
+        """The resolved route's destinations as they are on the live object."""
         assert self.obs.target is not None
         assert self.resolved is not None
         return route_destinations(self.obs.target, self.resolved)
@@ -167,6 +172,7 @@ class RolloutPass:
         return True
 
     def write_restore(self) -> None:
+        """Decide the write that puts the original route back exactly as it was snapshotted."""
         assert self.status.original is not None
         self._write(
             WriteRoute(
@@ -188,11 +194,14 @@ class RolloutPass:
     # -- outcomes ----------------------------------------------------------------------------------
 
     def fail(self, reason: str, message: str) -> None:
+        """End the run as Failed, with ``message`` as its last error; no write is pending any more."""
         self.status.last_error = message
         self.status.write_pending = False
         self.transition(Phase.FAILED, reason, message, warning=True)
 
     def start_rollback(self, reason: str, message: str, ends_in: Phase = Phase.ROLLED_BACK) -> None:
+        """Enter RollingBack, to end in ``ends_in``: restore the original route, or finish at once when this
+        run never wrote one."""
         self.status.rollback_reason = reason
         self.status.rollback_ends_in = ends_in
         self.transition(Phase.ROLLING_BACK, reason, message, warning=True)
@@ -203,6 +212,7 @@ class RolloutPass:
             self.write_restore()
 
     def finish_rollback(self) -> None:
+        """The original route is back: end as RolledBack (or Aborted), with no canary weight."""
         ends_in = self.status.rollback_ends_in or Phase.ROLLED_BACK
         self.status.write_pending = False
         self.transition(
@@ -214,6 +224,7 @@ class RolloutPass:
         self.status.weight = None
 
     def new_run(self, reason: str) -> None:
+        """Start a new run in Pending (a new run id), keeping history, processed commands and the alert outbox."""
         # An unfinished run (mid-run, or Failed wherever it stopped) may still send traffic to a canary being
         # replaced: keep its snapshot so the new run first puts that route back. After Promoted, RolledBack or
         # Aborted the route is as that run left it on purpose: the new run starts from the route as it is.

@@ -56,6 +56,7 @@ def paused_before_the_steps(work: RolloutPass) -> None:
 
 
 def pending(work: RolloutPass) -> None:
+    """Pending: wait for the canary to be ready (rolling back after the progress deadline), then write step 1."""
     status = work.status
     policy = work.policy
     if _restoring_before_the_run(work):
@@ -154,6 +155,7 @@ def _reached_the_data_plane(work: RolloutPass) -> bool:
 
 
 def progressing(work: RolloutPass) -> None:
+    """Progressing (and Paused after step 1): confirm the write, count the analysis, hold, advance or promote."""
     status = work.status
     if status.phase == Phase.PAUSED and status.paused_reason == PauseReason.DRIFT:
         return
@@ -299,6 +301,7 @@ def _promote(work: RolloutPass) -> None:
 
 
 def rolling_back(work: RolloutPass) -> None:
+    """RollingBack: write the original route again until it is live, then finish the rollback."""
     status = work.status
     if status.original is None:
         work.finish_rollback()

@@ -39,6 +39,7 @@ def json_number(value: float | None) -> float | None:
 
 
 def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN and infinities are refused (a sink would reject them)."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
@@ -48,23 +49,28 @@ def clip(text: str, limit: int) -> str:
 
 
 def color(message: AlertMessage) -> int:
+    """The RGB colour of a message: by severity while firing, one colour once resolved."""
     return _RESOLVED_COLOR if message.state == "resolved" else _COLORS.get(message.severity, _COLORS["info"])
 
 
 def state_word(message: AlertMessage) -> str:
+    """``FIRING`` or ``RESOLVED``."""
     return "RESOLVED" if message.state == "resolved" else "FIRING"
 
 
 def phase_change(message: AlertMessage) -> str:
+    """``Progressing → RolledBack`` (``(start)`` when there was no phase before)."""
     return f"{message.from_phase or '(start)'} → {message.to_phase}"
 
 
 def step_text(message: AlertMessage) -> str:
+    """``step 3, weight 50%`` (``n/a`` when no weight is known)."""
     weight = "n/a" if message.weight is None else f"{message.weight}%"
     return f"step {message.step}, weight {weight}"
 
 
 def check_numbers(check: FailingCheck) -> str:
+    """A check's measured values: canary, stable, threshold when set, sample size."""
     parts = [f"canary {format_number(check.canary_value)}", f"stable {format_number(check.stable_value)}"]
     if check.threshold:
         parts.append(f"threshold {check.threshold}")
@@ -91,4 +97,5 @@ def graph_links(message: AlertMessage) -> list[tuple[str, str]]:
 
 
 def first_graph(message: AlertMessage) -> str:
+    """The first check's first graph URL, or an empty string."""
     return next((url for check in message.checks for url in check.graph_urls), "")
