@@ -40,7 +40,7 @@ from typing import Any
 
 from controller.core.effects import Decision, RecordEvent
 from controller.core.policy import CanaryPolicy
-from controller.core.rollout_pass import RolloutPass, index_for, next_index, target_key
+from controller.core.rollout_pass import RolloutPass, index_for, next_index
 from controller.core.rollout_phases import (
     paused_before_the_steps,
     pending,
@@ -62,7 +62,7 @@ from controller.core.status import (
     Stall,
 )
 
-__all__ = ["decide", "revision_of", "route_revision_of", "target_key"]
+__all__ = ["decide", "revision_of", "route_revision_of"]
 
 
 def route_revision_of(policy: CanaryPolicy) -> str:
