@@ -14,9 +14,12 @@ from controller.core.judgement import (
     betainc,
     binomial_upper_tail,
     clopper_pearson,
+    clopper_pearson_alpha,
     combine,
     fisher_one_sided,
+    hwang_shih_decani_spent,
     judge,
+    look_alpha,
     obrien_fleming_spent,
     poisson_conditional_one_sided,
     step_alpha_share,
@@ -200,17 +203,82 @@ def test_the_spending_function_matches_lan_demets_obrien_fleming() -> None:
     assert obrien_fleming_spent(0.99, alpha=0.01) < 0.0097
 
 
-def test_early_looks_spend_little_and_the_final_gate_keeps_nearly_all_the_budget() -> None:
+def test_early_looks_spend_little_and_the_final_gate_keeps_most_of_the_budget() -> None:
     # Five intervals a step (the README's shape): four in-step looks, each one fifth of the information.
     per_look = step_alpha_share(final=False, in_step_looks=4, information=0.2, alpha=0.01)
     final = step_alpha_share(final=True, in_step_looks=4, information=0.2, alpha=0.01)
-    assert per_look < 1e-5
-    assert final > 0.99999
-    # The old design spent half of the budget on in-step looks; the gate now tests at (nearly) 99 %.
+    assert per_look < 0.025
+    assert final > 0.9
+    # The old design spent half of the budget on in-step looks; the gate now tests at about 99 %.
     check = _ratio(countTest={})
     at_gate = judge(check, _side(4, 300), _side(1, 1200), weight=20, alpha_share=final)  # Fisher p = 0.0066
     assert at_gate.verdict == Verdict.FAIL
-    assert at_gate.threshold == "binomial test at 99%"
+    assert at_gate.threshold == "binomial test at 99.09%"
+
+
+def test_the_spending_function_is_hwang_shih_decani_with_gamma_minus_4() -> None:
+    # alpha (1 - e^(4 t)) / (1 - e^4): at half the information 11.9 % of the budget, at a tenth 0.92 %.
+    assert hwang_shih_decani_spent(0.5, alpha=0.01) == pytest.approx(0.01 * 0.11920, rel=1e-4)
+    assert hwang_shih_decani_spent(0.1, alpha=0.01) == pytest.approx(0.01 * 0.0091762, rel=1e-4)
+    assert hwang_shih_decani_spent(0.3, alpha=0.05, gamma=0) == pytest.approx(0.015)
+    assert hwang_shih_decani_spent(1.0, alpha=0.01) == 0.01
+
+
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.floats(-8, 2), st.sampled_from([0.1, 0.01, 0.001]))
+def test_hwang_shih_decani_grows_with_information_and_ends_at_the_budget(
+    a: float, b: float, gamma: float, alpha: float
+) -> None:
+    low, high = sorted((a, b))
+    spent = [hwang_shih_decani_spent(t, alpha=alpha, gamma=gamma) for t in (low, high)]
+    assert 0.0 <= spent[0] <= spent[1] <= alpha
+
+
+@settings(max_examples=200)
+@given(st.floats(1e-300, 1.0), st.sampled_from([0.1, 0.05, 0.01, 0.001, 1e-6]))
+def test_a_looks_alpha_never_rounds_to_zero_or_to_a_confidence_of_one(share: float, alpha: float) -> None:
+    check = _ratio(countTest={"confidence": 1 - alpha})
+    spent = look_alpha(check, share)
+    assert spent > 0.0
+    assert spent == pytest.approx((1 - (1 - alpha)) * share, rel=1e-9)
+    # The bounds a look computes from that alpha are bounds: the lower one of 150 failures in 150 is
+    # alpha ** (1 / 150), strictly between 0 and 1, however small alpha is.
+    lower, upper = clopper_pearson_alpha(150, 150, spent)
+    assert 0.0 < lower < 1.0
+    assert lower == pytest.approx(spent ** (1 / 150), rel=1e-6)
+    assert upper == 1.0
+
+
+def test_a_canary_refusing_every_connection_fails_an_in_step_look_with_a_tiny_share() -> None:
+    # A 10 s interval in a 3 min step under O'Brien-Fleming's spending: 8.4e-26 of the budget. The look
+    # used to test at confidence 1 - 8.4e-28, which is 1.0 in floating point, and passed this canary.
+    share = obrien_fleming_spent(10 / 180, alpha=0.01) / 0.01
+    assert 0 < share < 1e-20
+    check = _ratio(countTest={}, max=0.05)
+    result = judge(check, _side(150, 150), _side(0, 600), weight=20, alpha_share=share)
+    assert result.verdict == Verdict.FAIL, result.reason
+    assert "p=2.8e-162 < 8.4e-28" in result.reason
+    assert result.threshold == "binomial test at alpha 8.4e-28"
+    # Without a count test the threshold's lower bound, computed from the same alpha, fails it too.
+    by_max = judge(_ratio(max=0.05), _side(150, 150), None, weight=20, alpha_share=share)
+    assert by_max.verdict == Verdict.FAIL, by_max.reason
+    assert "its lower bound at alpha 8.4e-28 is 65." in by_max.reason
+
+
+@pytest.mark.parametrize(
+    ("information", "canary", "stable"),
+    [
+        (0.1, 24, 16),  # weight 60 %-ish: the demo's fault step, a tenth of the way in
+        (0.1, 12, 12),  # weight 50 %, a dozen connections
+        (10 / 180, 20, 80),  # weight 20 %, 10 s into a 3 min step
+        (0.2, 10, 40),  # weight 20 %, ten connections
+    ],
+)
+def test_a_canary_failing_every_connection_fails_an_early_look_with_a_few_dozen_connections(
+    information: float, canary: int, stable: int
+) -> None:
+    share = step_alpha_share(final=False, in_step_looks=round(1 / information) - 1, information=information, alpha=0.01)
+    result = judge(_ratio(countTest={}), _side(canary, canary), _side(0, stable), weight=20, alpha_share=share)
+    assert result.verdict == Verdict.FAIL, result.reason
 
 
 def test_a_gross_regression_fails_at_the_first_in_step_look() -> None:

@@ -18,13 +18,16 @@ statistics rather than a fixed threshold on a noisy ratio:
 * **One error budget per step, spent sequentially.** A step is judged several times (every interval, then
   the final gate), and each look at a healthy canary is a chance of a false FAIL. The caller gives each
   look a share of ``1 - confidence`` (``alpha_share``, from ``step_alpha_share``): a group-sequential
-  design with a Lan-DeMets O'Brien-Fleming-like spending function. An in-step look judges one analysis
-  interval, whose information is ``interval / stepDuration`` of the step's; it spends what the spending
-  function allows at that information, ``alpha(t) = 2 - 2 Phi(z_(1-alpha/2) / sqrt(t))``, which is tiny
-  (at ``t = 0.2`` and ``alpha = 1 %`` about 1e-6 of the budget), so a gross failure still fails at once
-  while the final gate keeps nearly all of the budget and its power. The final gate spends the rest, so
-  the shares of a step add up to exactly ``1 - confidence`` and ``confidence`` bounds the
-  false-rollback rate of a whole step (union bound), not of one look.
+  design with a Lan-DeMets spending function, Hwang-Shih-DeCani's with ``gamma = -4``
+  (O'Brien-Fleming-like). An in-step look judges one analysis interval, whose information is
+  ``interval / stepDuration`` of the step's; it spends what the spending function allows at that
+  information, ``alpha(t) = alpha (1 - exp(4 t)) / (1 - exp(4))`` (at ``t = 0.1`` about 0.9 % of the
+  budget), so a gross failure fails at once while the final gate keeps most of the budget and its power.
+  The final gate spends the rest, so the shares of a step add up to exactly ``1 - confidence`` and
+  ``confidence`` bounds the false-rollback rate of a whole step (union bound), not of one look.
+* **Alpha, not confidence.** A look carries its alpha (``look_alpha``) and FAILs when ``p < alpha``; the
+  Clopper-Pearson bounds are computed from alpha too. ``1 - alpha`` would round to 1 for the tiny alphas
+  of early looks, and a look at confidence 1 can fail nothing.
 
 Any query error (unreachable, timeout, NaN, several series) is INCONCLUSIVE with its cause; no data
 follows the check's ``onNoData``. A step never advances on INCONCLUSIVE.
@@ -43,6 +46,10 @@ from controller.core.status import Verdict
 
 DEFAULT_MIN_CONNECTIONS = 100
 DEFAULT_CONFIDENCE = 0.99
+# Hwang-Shih-DeCani's gamma for spending a step's budget over its looks: -4, O'Brien-Fleming-like yet
+# spending enough early that a canary refusing every one of a few dozen connections fails at a look with a
+# tenth of the step's information (docs/analysis.md, "Judgement").
+SPENDING_GAMMA = -4.0
 
 
 @dataclass(frozen=True)
@@ -144,29 +151,37 @@ def binomial_upper_tail(k: int, n: int, p: float) -> float:
 
 def clopper_pearson(k: int, n: int, confidence: float) -> tuple[float, float]:
     """One-sided Clopper-Pearson bounds (lower, upper) of a rate at ``confidence`` each."""
-    alpha = 1.0 - confidence
+    return clopper_pearson_alpha(k, n, 1.0 - confidence)
+
+
+def clopper_pearson_alpha(k: int, n: int, alpha: float) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds (lower, upper) of a rate, each missing with probability ``alpha``.
+
+    Takes ``alpha`` itself, not ``1 - alpha``: an early look's alpha (1e-30 and less) is lost in ``1 - alpha``.
+    Both tails are computed directly (never as ``1 -`` the other), so they keep their precision near ``alpha``.
+    """
     if n <= 0:
         return 0.0, 1.0
 
-    def solve(target: float, *, lower: bool) -> float:
+    def solve(*, lower: bool) -> float:
         lo, hi = 0.0, 1.0
         for _ in range(60):
             mid = (lo + hi) / 2
             if lower:
                 # P(X >= k | mid) grows with mid: the lower bound is where it reaches alpha.
-                if binomial_upper_tail(k, n, mid) < target:
+                if binomial_upper_tail(k, n, mid) < alpha:
                     lo = mid
                 else:
                     hi = mid
-            # P(X <= k | mid) = 1 - P(X >= k+1) falls with mid: the upper bound is where it reaches alpha.
-            elif 1.0 - binomial_upper_tail(k + 1, n, mid) > target:
+            # P(X <= k | mid) = I_(1-mid)(n-k, k+1) falls with mid: the upper bound is where it reaches alpha.
+            elif betainc(n - k, k + 1, 1.0 - mid) > alpha:
                 lo = mid
             else:
                 hi = mid
         return (lo + hi) / 2
 
-    lower = 0.0 if k <= 0 else solve(alpha, lower=True)
-    upper = 1.0 if k >= n else solve(alpha, lower=False)
+    lower = 0.0 if k <= 0 else solve(lower=True)
+    upper = 1.0 if k >= n else solve(lower=False)
     return lower, upper
 
 
@@ -241,6 +256,23 @@ def obrien_fleming_spent(information: float, *, alpha: float) -> float:
     return min(alpha, math.erfc(boundary / math.sqrt(2.0)))
 
 
+def hwang_shih_decani_spent(information: float, *, alpha: float, gamma: float = SPENDING_GAMMA) -> float:
+    """The cumulative error ``alpha(t)`` a Hwang-Shih-DeCani design with parameter ``gamma`` has spent at
+    information ``t`` (0 to 1): ``alpha (1 - exp(-gamma t)) / (1 - exp(-gamma))`` (gamma 0: ``alpha t``).
+    It is 0 at ``t = 0``, grows with ``t`` and is exactly ``alpha`` at ``t = 1``; negative ``gamma`` spends
+    little early (-4 is O'Brien-Fleming-like, gsDesign's default), 1 is Pocock-like (Hwang, Shih and
+    DeCani, 1990)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if information <= 0:
+        return 0.0
+    if information >= 1:
+        return alpha
+    if gamma == 0:
+        return alpha * information
+    return min(alpha, alpha * math.expm1(-gamma * information) / math.expm1(-gamma))
+
+
 def check_alpha(check: MetricCheck) -> float:
     """A check's error budget per step: ``1 - confidence`` of its countTest (99 % unless stated)."""
     return 1.0 - (check.count_test.confidence if check.count_test is not None else DEFAULT_CONFIDENCE)
@@ -256,14 +288,20 @@ def step_alpha_share(*, final: bool, in_step_looks: int, information: float, alp
             duration.
         alpha: the step's budget, ``1 - confidence``.
 
-    Each in-step look spends ``alpha(information) / alpha`` (O'Brien-Fleming-like, never more than half
-    the budget over all in-step looks); the final gate spends the rest, so the step's shares add up to
-    exactly 1.
+    Each in-step look spends ``alpha(information) / alpha`` (Hwang-Shih-DeCani with ``SPENDING_GAMMA``,
+    never more than half the budget over all in-step looks); the final gate spends the rest, so the
+    step's shares add up to exactly 1.
     """
     looks = max(1, in_step_looks)
-    # Floored above 0 (judge refuses a zero share): 1e-300 of the budget can fail nothing but a certainty.
-    per_look = max(1e-300, min(obrien_fleming_spent(information, alpha=alpha) / alpha, 0.5 / looks))
+    # Floored above 0 (judge refuses a zero share), for an information of 0.
+    per_look = max(1e-300, min(hwang_shih_decani_spent(information, alpha=alpha) / alpha, 0.5 / looks))
     return 1.0 - looks * per_look if final else per_look
+
+
+def look_alpha(check: MetricCheck, alpha_share: float) -> float:
+    """The error a look may spend: ``alpha_share`` of the check's budget, carried as alpha itself (never
+    as a confidence ``1 - alpha``, which rounds to 1 for a share below about 1e-14)."""
+    return check_alpha(check) * alpha_share
 
 
 def judge(
@@ -338,14 +376,13 @@ def _judge_value(
     return base.result(verdict=Verdict.PASS, reason=f"{_fmt(value)} within limits", **numbers)
 
 
-def _pct(confidence: float) -> str:
-    """A confidence as a short percentage with two significant digits of what it leaves out: 99%, 99.5%,
-    99.88%, 99.99999974% (an early in-step look), or 1 - 3e-12 beyond that."""
-    miss = 1.0 - confidence
-    if miss < 1e-10:
-        return f"1 - {miss:.2g}"
-    decimals = max(0, 1 - math.floor(math.log10(miss * 100)))
-    text = f"{confidence * 100:.{decimals}f}"
+def _level(alpha: float) -> str:
+    """A look's level from its alpha, without cancellation: 99%, 99.5%, 99.88%, 99.99999974%, or
+    ``alpha 3.2e-12`` beyond ten nines (an early in-step look)."""
+    if alpha < 1e-10:
+        return f"alpha {alpha:.2g}"
+    decimals = max(0, 1 - math.floor(math.log10(alpha * 100)))
+    text = f"{(1.0 - alpha) * 100:.{decimals}f}"
     return (text.rstrip("0").rstrip(".") if "." in text else text) + "%"
 
 
@@ -358,8 +395,7 @@ def _counts(side: SideData) -> tuple[float | None, float | None]:
 def _judge_ratio(
     check: MetricCheck, canary: SideData, stable: SideData | None, *, weight: int, base: _Base, alpha_share: float
 ) -> CheckResult:
-    stated = check.count_test.confidence if check.count_test is not None else DEFAULT_CONFIDENCE
-    confidence = 1.0 - (1.0 - stated) * alpha_share
+    alpha = look_alpha(check, alpha_share)
     minimum = check.min_connections if check.min_connections is not None else DEFAULT_MIN_CONNECTIONS
     errors, total = _counts(canary)
     stable_errors, stable_total = _counts(stable) if stable is not None else (None, None)
@@ -391,7 +427,7 @@ def _judge_ratio(
         round(stable_errors or 0) / round(stable_total) if stable_total is not None and stable_total > 0 else None
     )
     numbers.update(canary_value=rate, stable_value=stable_rate)
-    lower, upper = clopper_pearson(k_c, n_c, confidence)
+    lower, upper = clopper_pearson_alpha(k_c, n_c, alpha)
     measured = f"{k_c} errors in {n_c} connections ({rate:.4%})"
     if check.count_test is not None and stable_total is not None:
         k_s, n_s = round(stable_errors or 0), round(stable_total)
@@ -399,12 +435,12 @@ def _judge_ratio(
             p_value = poisson_conditional_one_sided(k_c, n_c, k_s, n_s)
         else:
             p_value = fisher_one_sided(k_c, n_c, k_s, n_s)
-        if p_value < 1.0 - confidence:
+        if p_value < alpha:
             return base.result(
                 verdict=Verdict.FAIL,
                 reason=f"canary {measured} is worse than stable {k_s}/{n_s} ({(stable_rate or 0):.4%}): "
-                f"one-sided {check.count_test.method} p={p_value:.2g} < {1 - confidence:.2g}",
-                threshold=f"{check.count_test.method} test at {_pct(confidence)}",
+                f"one-sided {check.count_test.method} p={p_value:.2g} < {alpha:.2g}",
+                threshold=f"{check.count_test.method} test at {_level(alpha)}",
                 **numbers,
             )
     limits: list[tuple[str, float]] = []
@@ -419,7 +455,7 @@ def _judge_ratio(
         if lower > limit:
             return base.result(
                 verdict=Verdict.FAIL,
-                reason=f"canary {measured} is above {label}: its {_pct(confidence)} lower bound is {lower:.4%}",
+                reason=f"canary {measured} is above {label}: its lower bound at {_level(alpha)} is {lower:.4%}",
                 threshold=label,
                 **numbers,
             )
@@ -441,7 +477,7 @@ def _judge_ratio(
         if rate > limit:
             return base.result(
                 verdict=Verdict.INCONCLUSIVE,
-                reason=f"canary {measured} is above {label}, but not significantly at {_pct(confidence)}",
+                reason=f"canary {measured} is above {label}, but not significantly at {_level(alpha)}",
                 threshold=label,
                 **numbers,
             )
