@@ -61,7 +61,7 @@ class ReplayStep:
                     "at": e.evaluated_at.isoformat() if e.evaluated_at else None,
                     "verdict": str(e.verdict),
                     "reason": e.reason,
-                    "checks": [check.model_dump() for check in e.checks],
+                    "checks": [check.model_dump(mode="json") for check in e.checks],
                     "trafficShare": e.traffic_share,
                 }
                 for e in self.evaluations
