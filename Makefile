@@ -11,7 +11,7 @@ help:
 	@echo "             (DEMO_ARGS='--fault-at 50' for the rollback run)"
 	@echo "make sandbox keep the demo's world running (API emulator, Envoy, Prometheus, Alertmanager, client) and"
 	@echo "             drive the controller yourself: canaryctl run, status, pause, promote; Ctrl-C stops it all"
-	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest"
+	@echo "make test    set up the virtualenv, then ruff, mypy --strict, import-linter and pytest with coverage"
 	@echo "make fuzz    the fuzz suite at nightly size: lint and plan on generated, mutated and hostile files"
 	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about half an hour)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
@@ -57,8 +57,9 @@ kubectl:
 	  echo "kubectl: could not fetch Debian's kubernetes-client (apt-get download; apt-get update needs root); the tests in tests/kubectl/ will be skipped" >&2; }
 	@test -x $(KUBECTL) && echo "kubectl: $$($(KUBECTL) version --client --short 2>/dev/null)" || true
 
+# Coverage of the controller package (settings in pyproject's [tool.coverage]); the total is printed last.
 test: lint deps kubectl
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 # The fuzz suite at nightly size (make test runs it bounded and seeded); FUZZ_SEED=N replays another seed.
 fuzz: venv
@@ -82,4 +83,4 @@ schema: venv
 	$(BIN)/python -c 'import yaml; from controller.core.crd import canarypolicy_crd; print("# Generated from controller/core models by `make schema`; do not edit."); print(yaml.safe_dump(canarypolicy_crd(), sort_keys=False), end="")' > helm/crds/canarypolicies.canaryctl.dev.yaml
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache .coverage .coverage.*
