@@ -3,7 +3,7 @@
 - ``alertmanager``: Debian's ``prometheus-alertmanager`` (0.25) for the session, on a free loopback port with a
   temp storage directory, no clustering, one ``null`` receiver and ``group_wait: 0s``. The tests fail (not
   skip) when the binary is missing.
-- ``receiver``: a ``ThreadingHTTPServer`` on loopback that records every request (method, path, headers, raw
+- ``receiver``: a ``StubHttpServer`` (tests/support) on loopback that records every request (method, path, headers, raw
   body) and answers as scripted: a status and body, a hang (no answer until it is closed), or a closed
   connection; then the default answer.
 - ``alert_message``: an ``AlertMessage`` about a rollback with one failing check, any field replaced.
@@ -19,14 +19,14 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
 
 from canary_sandbox.processes import AlertmanagerProcess, free_port
 from controller.core.alerts import AlertMessage, FailingCheck, graph_url
+from tests.support.http_server import StubHandler, StubHttpServer
 
 PROMETHEUS_URL = "http://prometheus.istio-system:9090"
 ERROR_RATE_QUERY = (
@@ -164,30 +164,7 @@ class Received:
         return json.loads(self.body)
 
 
-class _ReceiverHandler(BaseHTTPRequestHandler):
-    server: _ReceiverServer
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:
-        self.server.owner.handle(self)
-
-    def do_GET(self) -> None:
-        self.server.owner.handle(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        del format, args
-
-
-class _ReceiverServer(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: Receiver
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (timeout) is expected here."""
-        del request, client_address
-
-
-class Receiver:
+class Receiver(StubHttpServer):
     """A local webhook receiver that records requests and answers as scripted.
 
     Args:
@@ -200,15 +177,9 @@ class Receiver:
         self._script: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._server = _ReceiverServer(("127.0.0.1", 0), _ReceiverHandler)
-        self._server.owner = self
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="Receiver", daemon=True
-        )
-        self._thread.start()
+        super().__init__()
 
-    def url(self, path: str = "/hook") -> str:
+    def url(self, path: str = "/hook") -> str:  # type: ignore[override]
         """``http://127.0.0.1:<port><path>``."""
         return f"http://127.0.0.1:{self.port}{path}"
 
@@ -224,10 +195,9 @@ class Receiver:
             assert self.requests, "the receiver got no request"
             return self.requests[-1]
 
-    def handle(self, request: _ReceiverHandler) -> None:
+    def handle(self, request: StubHandler) -> None:
         """Record the request, then behave as scripted."""
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
+        body = request.body()
         with self._lock:
             self.requests.append(
                 Received(method=request.command, path=request.path, headers=dict(request.headers.items()), body=body)
@@ -240,26 +210,12 @@ class Receiver:
         if isinstance(behaviour, Close):
             request.close_connection = True
             return
-        request.send_response(behaviour.status)
-        request.send_header("Content-Type", behaviour.content_type)
-        request.send_header("Content-Length", str(len(behaviour.body)))
-        for name, value in behaviour.headers.items():
-            request.send_header(name, value)
-        request.end_headers()
-        request.wfile.write(behaviour.body)
+        request.reply(behaviour.status, behaviour.body, behaviour.content_type, dict(behaviour.headers))
 
     def close(self) -> None:
         """Release hanging handlers, stop serving and release the socket."""
         self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
 
 @pytest.fixture

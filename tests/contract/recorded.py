@@ -18,9 +18,10 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.http_server import StubHandler, StubHttpServer
 
 NAMESPACE = "contract"
 CRD_VERBS = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]
@@ -189,48 +190,16 @@ class Conversation:
         return self.position == len(self.exchanges)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ReplayServer
-    protocol_version = "HTTP/1.1"
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        request = json.loads(raw) if raw.strip() else None
-        code, body = self.server.conversation.answer(self.command, urlsplit(self.path).path, request)
-        data = json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-class ReplayServer(ThreadingHTTPServer):
+class ReplayServer(StubHttpServer):
     """A loopback HTTP server answering one ``Conversation``."""
 
-    daemon_threads = True
-
     def __init__(self, conversation: Conversation) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
         self.conversation = conversation
-        self._thread = threading.Thread(target=self.serve_forever, name="replay-server", daemon=True)
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        """The base URL."""
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> ReplayServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(5)
+    def handle(self, request: StubHandler) -> None:
+        """Answer the request as the conversation says."""
+        raw = request.body()
+        body = json.loads(raw) if raw.strip() else None
+        code, answer = self.conversation.answer(request.command, urlsplit(request.path).path, body)
+        request.reply(code, json.dumps(answer, separators=(",", ":")).encode(), "application/json")

@@ -14,6 +14,8 @@
   Prometheus, or answering canned Prometheus-shaped JSON, optionally slowly).
 - Replayed history: ``openmetrics_text`` + ``create_blocks`` (``promtool tsdb create-blocks-from
   openmetrics``) fill a data directory that a second ``PrometheusServer`` then serves.
+
+The HTTP servers are ``StubHttpServer``s (``tests/support/http_server.py``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 from canary_sandbox.processes import PrometheusProcess
+from tests.support.http_server import StubHandler, StubHttpServer
 
 T = TypeVar("T")
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
@@ -96,82 +98,7 @@ def series_text(name: str, labels: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------------------------------------- HTTP servers
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Dispatches to the owning ``_HttpServer``; quiet."""
-
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        self.server.owner.handle(self)
-
-    def do_POST(self) -> None:
-        self.server.owner.handle(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        del format, args
-
-    def reply(self, status: int, body: bytes, content_type: str) -> None:
-        """Send one complete response."""
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: _HttpServer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (the adapter gave up on a slow answer) is expected, not an error."""
-        del request, client_address
-
-
-class _HttpServer:
-    """A ThreadingHTTPServer on a free loopback port, served from a daemon thread."""
-
-    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.owner = self
-        self.scheme = "https" if tls is not None else "http"
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        """``http(s)://127.0.0.1:<port>``."""
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    @property
-    def address(self) -> str:
-        """``127.0.0.1:<port>``, as a scrape target."""
-        return f"127.0.0.1:{self.port}"
-
-    def handle(self, request: _Handler) -> None:
-        """Answer one request."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Stop serving and release the socket."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class DrivenExporter(_HttpServer):
+class DrivenExporter(StubHttpServer):
     """Counters the tests set, exposed on ``/metrics`` in Envoy's text format.
 
     Each metric gets ``# TYPE <name> counter`` and samples of exactly that name (Envoy's
@@ -209,7 +136,7 @@ class DrivenExporter(_HttpServer):
         with self._lock:
             return self._render()
 
-    def handle(self, request: _Handler) -> None:
+    def handle(self, request: StubHandler) -> None:
         """Serve ``/metrics``; scrapes by Prometheus are timed (see ``step_start``)."""
         if request.path.split("?")[0] != "/metrics":
             request.reply(404, b"not found\n", "text/plain")
@@ -243,14 +170,14 @@ class DrivenExporter(_HttpServer):
             return self._last_scrape - STEP_MARGIN
 
 
-class StaticFiles(_HttpServer):
+class StaticFiles(StubHttpServer):
     """Serves files unchanged at ``/<file name>`` as Prometheus text exposition."""
 
     def __init__(self, files: Iterable[Path]) -> None:
         self._files = {f"/{path.name}": path.read_bytes() for path in files}
         super().__init__()
 
-    def handle(self, request: _Handler) -> None:
+    def handle(self, request: StubHandler) -> None:
         """Serve one file (404 for anything else)."""
         body = self._files.get(request.path.split("?")[0])
         if body is None:
@@ -267,13 +194,13 @@ class Recorded:
     headers: dict[str, str]
 
 
-class _Recording(_HttpServer):
+class _Recording(StubHttpServer):
     def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Recorded] = []
         self._record_lock = threading.Lock()
         super().__init__(tls=tls)
 
-    def record(self, request: _Handler) -> None:
+    def record(self, request: StubHandler) -> None:
         with self._record_lock:
             self.requests.append(Recorded(path=request.path, headers=dict(request.headers.items())))
 
@@ -303,7 +230,7 @@ class RecordingProxy(_Recording):
         self._echo = echo_header
         super().__init__()
 
-    def handle(self, request: _Handler) -> None:
+    def handle(self, request: StubHandler) -> None:
         """Check, record and forward."""
         self.record(request)
         for name, value in self._require.items():
@@ -349,7 +276,7 @@ class CannedServer(_Recording):
         self._closing = threading.Event()
         super().__init__(tls=tls)
 
-    def handle(self, request: _Handler) -> None:
+    def handle(self, request: StubHandler) -> None:
         """Record, wait, answer."""
         self.record(request)
         if self.delay and self._closing.wait(self.delay):

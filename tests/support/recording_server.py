@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.http_server import StubHandler, StubHttpServer
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Recorded:
         return f"{self.method} {self.path}\n{heads}\n\n{self.body.decode('utf-8', 'replace')}"
 
 
-class RecordingServer:
+class RecordingServer(StubHttpServer):
     """The server; ``url`` is its base URL, ``requests`` what it received."""
 
     def __init__(self, *, value: float = 0.0, require_authorization: str | None = None) -> None:
@@ -40,50 +41,25 @@ class RecordingServer:
         self.require_authorization = require_authorization
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self) -> Recorded:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                seen = Recorded(self.command, self.path, dict(self.headers.items()), body)
-                with server._lock:
-                    server.requests.append(seen)
-                return seen
+    def handle(self, request: StubHandler) -> None:
+        """Record the request, then answer as Prometheus, a readiness probe or any receiver would."""
+        seen = Recorded(request.command, request.path, dict(request.headers.items()), request.body())
+        with self._lock:
+            self.requests.append(seen)
+        wanted = self.require_authorization
+        if wanted is not None and seen.headers.get("Authorization") != wanted:
+            self._answer(request, 401, {"status": "error", "error": "unauthorized"})
+        elif seen.path.startswith("/api/v1/query"):
+            sample = [{"metric": {}, "value": [time.time(), str(self.value)]}]
+            self._answer(request, 200, {"status": "success", "data": {"resultType": "vector", "result": sample}})
+        else:
+            self._answer(request, 200, {})
 
-            def _answer(self, code: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                seen = self._record()
-                wanted = server.require_authorization
-                if wanted is not None and seen.headers.get("Authorization") != wanted:
-                    self._answer(401, {"status": "error", "error": "unauthorized"})
-                    return
-                if seen.path.startswith("/api/v1/query"):
-                    sample = [{"metric": {}, "value": [time.time(), str(server.value)]}]
-                    self._answer(200, {"status": "success", "data": {"resultType": "vector", "result": sample}})
-                    return
-                self._answer(200, {})
-
-            do_POST = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:
-                del format, args
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    @staticmethod
+    def _answer(request: StubHandler, code: int, payload: Any) -> None:
+        request.reply(code, json.dumps(payload).encode(), "application/json")
 
     def received(self) -> list[Recorded]:
         """A copy of the requests so far."""
@@ -98,10 +74,5 @@ class RecordingServer:
 @contextmanager
 def recording_server(*, value: float = 0.0, require_authorization: str | None = None) -> Iterator[RecordingServer]:
     """A started ``RecordingServer``, shut down on exit."""
-    server = RecordingServer(value=value, require_authorization=require_authorization)
-    server._thread.start()
-    try:
+    with RecordingServer(value=value, require_authorization=require_authorization) as server:
         yield server
-    finally:
-        server._server.shutdown()
-        server._server.server_close()
