@@ -1,7 +1,8 @@
-"""Shared test helpers: where the real-world Istio material lives, and small builders.
+"""The suite's fixtures and hooks: the shared test data's presence, and the leak guard.
 
-Also the leak guard: every test must leave no thread and no child process running that it started
-(``_no_leaked_threads_or_processes``).
+Helpers live in ``tests/support/`` (``paths``: the repository and the shared Istio files; ``policies``:
+CanaryPolicy builders; ``http_server``: the stub HTTP server). The leak guard: every test must leave no
+thread and no child process running that it started (``_no_leaked_threads_or_processes``).
 """
 
 from __future__ import annotations
@@ -11,51 +12,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_ISTIO = REPO.parent / "shared" / "data" / "istio"
+from tests.support.paths import REPO, SHARED_ISTIO
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """The real-world test inputs live in ../shared beside the repository (as in CI)."""
     if not SHARED_ISTIO.is_dir():
         raise pytest.UsageError("shared test data missing: expected shared/data/istio beside the repository checkout")
-
-
-def policy_doc(
-    *,
-    target: dict[str, Any] | None = None,
-    steps: list[Any] | None = None,
-    step_duration: Any = "2m",
-    name: str = "tcp-echo",
-    namespace: str | None = None,
-) -> dict[str, Any]:
-    """A valid CanaryPolicy document (the seed scenario) with the given parts replaced."""
-    metadata: dict[str, Any] = {"name": name}
-    if namespace is not None:
-        metadata["namespace"] = namespace
-    return {
-        "apiVersion": "canaryctl.dev/v1alpha1",
-        "kind": "CanaryPolicy",
-        "metadata": metadata,
-        "spec": {
-            "target": target
-            if target is not None
-            else {
-                "virtualService": {"name": "tcp-echo"},
-                "route": {"protocol": "tcp", "port": 31400},
-                "stable": {"host": "tcp-echo", "subset": "v1", "port": 9000},
-                "canary": {"host": "tcp-echo", "subset": "v2", "port": 9000},
-            },
-            "schedule": {
-                "steps": steps if steps is not None else [0, 20, 50, 100],
-                "stepDuration": step_duration,
-            },
-        },
-    }
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from controller import __version__
 from controller.cli import app
 from controller.runtime.settings_help import settings_reference
 from controller.settings import Settings
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 runner = CliRunner()
 

@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from controller.core.crd import CRD_NAME, GROUP, PLURAL, VERSION, canarypolicy_crd, structural_schema
 from controller.core.policy import CanaryPolicy, Spec
 from controller.core.status import Counters, HistoryEntry, Phase, RolloutStatus, RouteSnapshot, Verdict, with_conditions
-from tests.conftest import REPO, SHARED_ISTIO, policy_doc
 from tests.rollout_sim import T0, Sim
+from tests.support.paths import REPO, SHARED_ISTIO
+from tests.support.policies import policy_doc
 
 if TYPE_CHECKING:
     from canary_sandbox.kubeapi import KubeApiEmulator

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from controller.adapters.yaml_documents import YamlLimits, parse_yaml_stream, read_yaml_file
 from controller.cli import app
-from tests.conftest import policy_doc
+from tests.support.policies import policy_doc
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ import httpx
 
 from controller.runtime.http import HealthServer
 from controller.runtime.metrics import ControllerMetrics
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 # A server in a process of its own whose open-file limit is low, as a pod's may be: the idle
 # connections below outnumber the descriptors it has.

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 runner = CliRunner()
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from controller.cli import app
 from controller.core.advice import advise
 from controller.core.problems import validate_policy
-from tests.conftest import REPO, SHARED_ISTIO, policy_doc
+from tests.support.paths import REPO, SHARED_ISTIO
+from tests.support.policies import policy_doc
 
 runner = CliRunner()
 SEED_POLICY = REPO / "policies" / "tcp-echo.yaml"

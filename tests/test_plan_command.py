@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli import app
-from tests.conftest import REPO, SHARED_ISTIO
+from tests.support.paths import REPO, SHARED_ISTIO
 
 runner = CliRunner()
 SEED_POLICY = REPO / "policies" / "tcp-echo.yaml"

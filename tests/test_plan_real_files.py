@@ -14,7 +14,8 @@ from controller.adapters.yaml_documents import read_yaml_file
 from controller.core.plan import Plan, SourceDocument, plan_rollout
 from controller.core.policy import CanaryPolicy
 from controller.errors import RouteResolutionError, TargetError, TargetNotFoundError
-from tests.conftest import REPO, SHARED_ISTIO, policy_doc
+from tests.support.paths import REPO, SHARED_ISTIO
+from tests.support.policies import policy_doc
 
 VS = "virtualService"
 TR = "tcpRoute"

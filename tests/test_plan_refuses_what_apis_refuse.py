@@ -25,7 +25,7 @@ from controller.core.plan import SourceDocument, json_ready, plan_rollout
 from controller.core.problems import validate_policy
 from controller.core.routes import weight_problems
 from controller.errors import RouteResolutionError
-from tests.conftest import REPO, SHARED_ISTIO
+from tests.support.paths import REPO, SHARED_ISTIO
 
 runner = CliRunner()
 SEED_POLICY = REPO / "policies" / "tcp-echo.yaml"

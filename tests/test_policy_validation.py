@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from controller.core.problems import validate_policy
-from tests.conftest import policy_doc
+from tests.support.policies import policy_doc
 
 
 def _problems(doc: dict[str, Any]) -> list[tuple[str, str]]:

@@ -57,7 +57,7 @@ def test_canaryctl_run_refuses_invalid_settings_naming_them() -> None:
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from tests.conftest import REPO  # noqa: PLC0415
+    from tests.support.paths import REPO  # noqa: PLC0415
 
     env = {
         **os.environ,

@@ -27,8 +27,8 @@ from controller.core.status import (
     Verdict,
     worth_saving,
 )
-from tests.conftest import REPO, SHARED_ISTIO
 from tests.rollout_sim import T0, Sim, pointer_get
+from tests.support.paths import REPO, SHARED_ISTIO
 
 
 def seed_policy(**schedule: Any) -> CanaryPolicy:

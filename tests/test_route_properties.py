@@ -13,7 +13,7 @@ from controller.core.plan import SourceDocument, plan_rollout
 from controller.core.policy import CanaryPolicy, Target
 from controller.core.routes import current_weights, resolve_route, with_canary_weight
 from controller.errors import RouteResolutionError
-from tests.conftest import policy_doc
+from tests.support.policies import policy_doc
 
 HOSTS = ["svc", "svc.ns.svc.cluster.local", "db.example.com", "10.0.0.7", "other"]
 SUBSETS = [None, "v1", "v2", "v3"]

@@ -16,7 +16,8 @@ from benchmarks.schema_coverage import EVERY_SECTION, measure
 from controller.core.crd import canarypolicy_crd
 from controller.core.policy import policy_json_schema
 from controller.core.problems import validate_policy
-from tests.conftest import REPO, policy_doc
+from tests.support.paths import REPO
+from tests.support.policies import policy_doc
 
 VALIDATOR = jsonschema.Draft202012Validator(policy_json_schema())
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from controller.core.policy import policy_json_schema
-from tests.conftest import REPO, policy_doc
+from tests.support.paths import REPO
+from tests.support.policies import policy_doc
 
 SCHEMA_FILE = REPO / "policies" / "canarypolicy.schema.json"
 

@@ -14,7 +14,7 @@ from controller.adapters.policy_files import check_documents
 from controller.adapters.yaml_documents import read_yaml_file
 from controller.core.plan import SourceDocument, plan_rollout
 from controller.core.policy import CanaryPolicy
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 SHIPPED: dict[str, Variant] = {"tcp-echo.yaml": "istio", "tcp-echo-gateway-api.yaml": "gateway-api"}
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from controller.cli import app
 from controller.core.durations import MAX_GO_DURATION_SECONDS, parse_go_duration
 from controller.core.problems import validate_policy
-from tests.conftest import policy_doc
+from tests.support.policies import policy_doc
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.core.yaml_text import block_yaml
-from tests.conftest import SHARED_ISTIO
+from tests.support.paths import SHARED_ISTIO
 
 SCALARS = st.one_of(
     st.none(),

@@ -370,17 +370,29 @@ def counts_from_groups(
     return QueryOutcome(shown.errors, value=errors), QueryOutcome(shown.total, value=total)
 
 
+# The spans, in seconds, over which a series' sample spacing is measured, longest first (see
+# ``scrape_interval_queries``): 5 minutes when the series is that old, down to a second for one that has
+# been scraped twice. Any two neighbouring spans are at most 30 s apart up to a minute, so a series scraped
+# at most every minute is measured from its second sample on.
+SPACING_SPANS = (300.0, 60.0, 30.0, 15.0, 10.0, 5.0, 2.0, 1.0)
+
+
 def scrape_interval_queries(template: str, *, cluster_label: str = "envoy_cluster_name") -> GroupedQueries | None:
     """The grouped query from which the scrape interval of a built-in template's counters is learned, shared
     by every rollout on one Prometheus (None for a template with no counters of its own).
 
     Per series, the average spacing of its samples over the last 5 minutes, exactly:
     ``(timestamp(S) - timestamp(S offset 5m)) / count_over_time(S[299999ms])`` (from the last sample at
-    least 5 minutes old to the newest, over the samples after it); a series younger than that has no sample
-    5 minutes back, so it is measured over its last minute the same way, and one younger than a minute is
-    left out (a new series cannot look slow). Then the slowest series of each
-    group (the labels that tell rollouts apart, as in ``grouped_queries``), since a window must hold two
-    samples of every counter. A missed scrape makes a series look a little slower, never faster.
+    least 5 minutes old to the newest, over the samples after it). A series younger than that has no sample
+    5 minutes back, so it is measured the same way over the longest of ``SPACING_SPANS`` back to which it
+    has a sample and after which it has one (with two samples, any span longer than the age of the newest
+    and at most one interval longer; for intervals up to a minute one of the spans always is). So the
+    series of a workload deployed seconds ago, or on a Prometheus that just started, are known from their
+    second scrape on, and a window then never counts what a series counted before it. Only a series with
+    a single sample is left out. The spacing over any span is an average of real spacings, so a series
+    never looks faster than it is scraped (a missed scrape makes it look slower). Then the slowest series
+    of each group (the labels that tell rollouts apart, as in ``grouped_queries``), since a window must hold
+    two samples of every counter.
     """
     if template in {"istio-tcp-connect-error-ratio", "istio-tcp-connections"}:
         labels: tuple[str, ...] = ISTIO_GROUP
@@ -391,13 +403,15 @@ def scrape_interval_queries(template: str, *, cluster_label: str = "envoy_cluste
     else:
         return None
 
-    def spacing(back: str, range_ms: int) -> str:
+    def spacing(back: float) -> str:
+        # A span shorter than the gap since the newest sample finds that sample at both ends: 0 / 0, dropped.
         return (
-            f"(timestamp({selector}) - timestamp({selector} offset {back})) / count_over_time({selector}[{range_ms}ms])"
+            f"(timestamp({selector}) - timestamp({selector} offset {prom_duration(back)}))"
+            f" / count_over_time({selector}[{round(back * 1000) - 1}ms]) > 0"
         )
 
-    # Over 5 minutes; a series between 1 and 5 minutes old over its last minute.
-    either = f"{spacing('5m', 299_999)} or {spacing('1m', 59_999)}"
+    # The longest span each series has a sample at both ends of (``or`` keeps the first answer per series).
+    either = " or ".join(f"({spacing(back)})" for back in SPACING_SPANS)
     return GroupedQueries(labels, {"interval": f"max by ({', '.join(labels)}) ({either})"})
 
 

@@ -16,10 +16,10 @@ from controller.runtime.composition import build_loop
 from controller.runtime.loop import ReconcileLoop
 from controller.settings import Settings
 from tests.alerts.conftest import AlertmanagerServer
-from tests.conftest import REPO, SHARED_ISTIO
 from tests.integration.test_reconcile import put_canary_deployment
 from tests.sandbox.conftest import document
 from tests.support.controller_process import StepFailingAnalysis
+from tests.support.paths import REPO, SHARED_ISTIO
 
 POLICY = "rollback-e2e"  # a name no other test's alerts carry in the session's Alertmanager
 CHECK = {

@@ -22,8 +22,8 @@ import yaml
 
 from canary_sandbox.demo import route_of
 from canary_sandbox.scenario import manifest_documents
-from tests.conftest import REPO
 from tests.demo.support import child_processes
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
 from tests.demo.support import child_processes
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.fuzz.contract import NIGHTLY, STATS, check_plan, crashed
+from tests.support.paths import REPO
 from tests.test_hostile_yaml import alias_bomb
 
 SEED_POLICY = REPO / "policies" / "tcp-echo.yaml"

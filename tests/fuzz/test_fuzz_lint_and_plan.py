@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from controller.core.policy import policy_json_schema
-from tests.conftest import REPO, SHARED_ISTIO
 from tests.fuzz.contract import NIGHTLY, SEED, check_lint, check_plan, crashed, rng, scaled
 from tests.fuzz.mutations import mutate, mutate_structure
+from tests.support.paths import REPO, SHARED_ISTIO
 
 pytestmark = pytest.mark.timeout(0 if NIGHTLY else 120)
 

@@ -28,7 +28,8 @@ import yaml
 
 from canary_sandbox.kubeapi import KubeApiEmulator
 from canary_sandbox.kubeapi.resources import resource_type
-from tests.conftest import REPO, policy_doc
+from tests.support.paths import REPO
+from tests.support.policies import policy_doc
 
 CHART = REPO / "helm"
 LINT_ERROR = 3  # Helm's support.ErrorSev; WarningSev is 2, InfoSev 1

@@ -37,8 +37,9 @@ from controller.cli_control import register
 from controller.core.status import HistoryEntry, Phase, RolloutStatus, with_conditions
 from controller.core.status_view import ITEM_KEYS, NOT_SEEN, TABLE_HEADERS
 from controller.ports import PolicyRef
-from tests.conftest import REPO, policy_doc
 from tests.sandbox.conftest import close_api_client
+from tests.support.paths import REPO
+from tests.support.policies import policy_doc
 
 CRD_FILE = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 COMMANDS = ("pause", "resume", "promote", "abort", "retry")

@@ -28,8 +28,8 @@ import pytest
 from canary_sandbox.kubeapi import KubeApiEmulator
 from canary_sandbox.kubeapi.store import WriteRecord
 from canary_sandbox.processes import free_port
-from tests.conftest import REPO, SHARED_ISTIO
 from tests.sandbox.conftest import document
+from tests.support.paths import REPO, SHARED_ISTIO
 
 pytestmark = pytest.mark.timeout(120)
 

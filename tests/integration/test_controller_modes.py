@@ -15,10 +15,10 @@ from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.runtime.composition import build_loop
 from controller.runtime.loop import ReconcileLoop
 from controller.settings import Settings
-from tests.conftest import REPO, SHARED_ISTIO
 from tests.integration.test_reconcile import put_canary_deployment
 from tests.sandbox.conftest import document
 from tests.support.controller_process import StepFailingAnalysis
+from tests.support.paths import REPO, SHARED_ISTIO
 
 CRD = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 VS = "virtualservices.networking.istio.io"

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from canary_sandbox.kubeapi import KubeApiEmulator
-from tests.conftest import REPO
 from tests.sandbox.conftest import document
+from tests.support.paths import REPO
 
 # All cases run in one module fixture, in batches of processes: the fixture's time counts against the first test.
 pytestmark = pytest.mark.timeout(600)

@@ -23,8 +23,9 @@ import pytest
 import yaml
 
 from canary_sandbox.kubeapi import KubeApiEmulator
-from tests.conftest import REPO, SHARED_ISTIO, policy_doc
 from tests.sandbox.conftest import document
+from tests.support.paths import REPO, SHARED_ISTIO
+from tests.support.policies import policy_doc
 from tests.test_hostile_yaml import alias_bomb
 
 pytestmark = pytest.mark.timeout(120)

@@ -24,8 +24,8 @@ import pytest
 
 from canary_sandbox.kubeapi import KubeApiEmulator
 from canary_sandbox.kubeapi.store import WriteRecord
-from tests.conftest import REPO
 from tests.sandbox.conftest import document
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.timeout(180)
 

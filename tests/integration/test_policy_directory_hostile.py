@@ -17,7 +17,7 @@ import yaml
 from controller.adapters.policy_sources import DirectoryPolicySource, directory
 from controller.adapters.yaml_documents import YamlLimits
 from controller.ports import PolicySnapshot
-from tests.conftest import policy_doc
+from tests.support.policies import policy_doc
 from tests.test_hostile_yaml import alias_bomb
 
 

@@ -26,8 +26,9 @@ from controller.adapters.policy_sources import CrdPolicySource, DirectoryPolicyS
 from controller.core.problems import validate_policy
 from controller.core.status import RolloutStatus
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
-from tests.conftest import REPO, policy_doc
 from tests.sandbox.conftest import close_api_client
+from tests.support.paths import REPO
+from tests.support.policies import policy_doc
 
 CRD_FILE = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 RESOURCE = "canarypolicies"

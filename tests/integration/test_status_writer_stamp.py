@@ -15,8 +15,8 @@ from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatu
 from controller.core.status import Phase, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.ports import PolicyRef
-from tests.conftest import REPO
 from tests.sandbox.conftest import close_api_client
+from tests.support.paths import REPO
 
 CRD = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 NS = "shop"

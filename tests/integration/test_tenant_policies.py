@@ -24,8 +24,8 @@ import yaml
 from canary_sandbox.kubeapi import KubeApiEmulator
 from controller.runtime.composition import build_loop
 from controller.settings import Settings
-from tests.conftest import REPO, SHARED_ISTIO
 from tests.sandbox.conftest import document
+from tests.support.paths import REPO, SHARED_ISTIO
 from tests.support.recording_server import RecordingServer, recording_server
 
 CRD = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"

@@ -23,7 +23,6 @@ from kubernetes import client
 from controller.adapters.kubernetes.api import KubeApi
 from controller.adapters.kubernetes.secrets import SecretReader
 from controller.adapters.prometheus import PrometheusMetricsSource
-from tests.conftest import SHARED_ISTIO
 from tests.prom.servers import (
     DrivenExporter,
     Point,
@@ -33,6 +32,7 @@ from tests.prom.servers import (
     prometheus_config,
 )
 from tests.sandbox.conftest import api_client, emulator, namespace
+from tests.support.paths import SHARED_ISTIO
 
 __all__ = ["api_client", "emulator", "kube", "namespace"]
 

@@ -28,8 +28,8 @@ from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.measurement import QueryOutcome
 from controller.core.policy import CanaryPolicy, SecretRef
 from controller.errors import SecretError
-from tests.conftest import policy_doc
 from tests.prom.servers import CannedServer, PrometheusServer, RecordingProxy, self_signed_tls
+from tests.support.policies import policy_doc
 
 UH_SERIES = 'istio_tcp_connections_closed_total{job="istio-scrape-04"}'  # 88 in metrics-04
 TOKEN = "tok-5ecret-7f3a9c"

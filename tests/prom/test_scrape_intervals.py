@@ -397,3 +397,31 @@ def test_a_canary_with_too_few_connections_never_passes_a_step(mesh: History) ->
     assert gate.canary_connections is not None
     assert 0 < gate.canary_connections < 100
     assert "fewer than minConnections 100" in str(gate.reason)
+
+
+@pytest.mark.parametrize("scrape", [1, 15, 30])
+def test_the_scrape_interval_of_a_workload_deployed_seconds_ago_is_known_from_its_second_scrape(
+    replay: Any, scrape: int
+) -> None:
+    """Counters scraped twice (a new service, or a Prometheus that just started) have their interval learned,
+    wherever the look falls before the third scrape; with one sample it is unknown, never guessed."""
+    base = history_start(hours_back=1)
+    pod = GATEWAYS[0]
+    points = [
+        Point(ISTIO_OPENED, source_labels(pod, "fresh", workload), base + index * scrape, 1.0 + index)
+        for workload in ("tcp-echo-v1", "tcp-echo-v2")
+        for index in range(2)
+    ]
+    server = replay(points)
+    metrics = PrometheusMetricsSource(default_url=server.url, secrets=SecretReader(environ={}))
+    try:
+        fresh = policy("fresh")
+        for after in (0.0, 0.4 * scrape, 0.95 * scrape):
+            learned = PrometheusAnalysis(metrics).scrape_interval(
+                fresh, datetime.fromtimestamp(base + scrape + after, UTC)
+            )
+            assert learned == (scrape, "learned from the samples"), after
+        single = PrometheusAnalysis(metrics).scrape_interval(fresh, datetime.fromtimestamp(base + 0.95 * scrape, UTC))
+        assert single == (0.0, "unknown")
+    finally:
+        metrics.close()

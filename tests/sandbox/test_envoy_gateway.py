@@ -49,8 +49,8 @@ from controller.core.dataplane import DataPlane, data_plane_report
 from controller.core.policy import CanaryPolicy
 from controller.core.promql import Variables, envoy_counts
 from controller.core.routes import resolve_route, with_canary_weight
-from tests.conftest import REPO
 from tests.sandbox.conftest import close_api_client
+from tests.support.paths import REPO
 
 GATEWAY_API_NAMESPACE = "tcp-echo-gateway-api"
 NAMESPACES: dict[Variant, str] = {"istio": NAMESPACE, "gateway-api": GATEWAY_API_NAMESPACE}

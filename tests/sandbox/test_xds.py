@@ -29,7 +29,7 @@ from canary_sandbox.xds import (
 )
 from controller.core.plan import Plan, SourceDocument, plan_rollout
 from controller.core.policy import CanaryPolicy
-from tests.conftest import REPO, SHARED_ISTIO
+from tests.support.paths import REPO, SHARED_ISTIO
 
 YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 V1: Address = ("127.0.0.1", 41001)
