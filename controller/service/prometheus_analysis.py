@@ -191,7 +191,7 @@ class PrometheusAnalysis:
         age = max(0.0, (now - status.step_started_at).total_seconds())
         scrape, _ = self.scrape_interval(policy, now)
         # One error budget per step, spent sequentially: each in-step look (one interval's information)
-        # spends what an O'Brien-Fleming-like function allows, the final gate the rest (judgement.py).
+        # spends what a Hwang-Shih-DeCani function allows, the final gate the rest (judgement.py).
         duration = policy.spec.schedule.step_duration_seconds
         looks = max(1, math.ceil(duration / analysis.interval_seconds) - 1)
         information = min(1.0, analysis.interval_seconds / duration) if duration > 0 else 1.0
