@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps lint test fuzz demo sandbox bench schema clean
+.PHONY: help venv deps browser-deps lint test fuzz demo sandbox bench schema clean
 
 help:
 	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
@@ -37,6 +37,14 @@ deps:
 	@echo "prometheus: $$(prometheus --version 2>&1 | head -1)"
 	@echo "alertmanager: $$(prometheus-alertmanager --version 2>&1 | head -1)"
 
+# Debian's chromium and chromium-driver for the browser tests (tests/browser/) and the dashboard's render
+# benchmark: installed when missing (root), never downloaded by the test driver. Without them those tests skip.
+browser-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "chromium and chromium-driver are needed for the browser tests and installing them needs root: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+	@echo "chromium: $$(chromium --version 2>/dev/null | head -1)"
+
 lint: venv
 	$(BIN)/ruff check controller sandbox tests benchmarks
 	$(BIN)/ruff format --check controller sandbox tests benchmarks
@@ -58,7 +66,7 @@ kubectl:
 	@test -x $(KUBECTL) && echo "kubectl: $$($(KUBECTL) version --client --short 2>/dev/null)" || true
 
 # Coverage of the controller package (settings in pyproject's [tool.coverage]); the total is printed last.
-test: lint deps kubectl
+test: lint deps kubectl browser-deps
 	$(BIN)/pytest --cov --cov-report=term:skip-covered
 
 # The fuzz suite at nightly size (make test runs it bounded and seeded); FUZZ_SEED=N replays another seed.
