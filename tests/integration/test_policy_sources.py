@@ -125,14 +125,31 @@ def new_namespace(emulator: KubeApiEmulator) -> str:
 
 # ---------------------------------------------------------------------------------------------- files
 
+OpenDirectory = Callable[..., DirectoryPolicySource]
+
+
+@pytest.fixture
+def directory_sources() -> Iterator[OpenDirectory]:
+    """Opens ``DirectoryPolicySource``s; each is closed (its reading thread stopped) after the test."""
+    opened: list[DirectoryPolicySource] = []
+
+    def open_source(path: Path, **options: Any) -> DirectoryPolicySource:
+        source = DirectoryPolicySource(path, **options)
+        opened.append(source)
+        return source
+
+    yield open_source
+    for source in opened:
+        source.close()
+
 
 class TestDirectoryPolicySource:
-    def test_serves_each_policy_with_its_file_and_line(self, tmp_path: Path) -> None:
+    def test_serves_each_policy_with_its_file_and_line(self, tmp_path: Path, directory_sources: OpenDirectory) -> None:
         (tmp_path / "a.yaml").write_text(policy_yaml("a"), encoding="utf-8")
         two = policy_yaml("b") + "---\n" + policy_yaml("c", namespace="bar")
         (tmp_path / "two.yml").write_text(two, encoding="utf-8")
 
-        snapshot = DirectoryPolicySource(tmp_path).snapshot()
+        snapshot = directory_sources(tmp_path).snapshot()
 
         assert snapshot.problems == ()
         assert [p.ref for p in snapshot.policies] == [
@@ -143,14 +160,14 @@ class TestDirectoryPolicySource:
         assert served(snapshot, "shop", "a").policy.spec.schedule.steps == [0, 20, 50, 100]
 
     def test_a_bad_file_is_skipped_and_reported_with_file_and_line_while_the_good_ones_are_served(
-        self, tmp_path: Path
+        self, tmp_path: Path, directory_sources: OpenDirectory
     ) -> None:
         (tmp_path / "good.yaml").write_text(policy_yaml("good"), encoding="utf-8")
         bad = policy_yaml("bad", steps=[0, 50, 20, 100])
         (tmp_path / "bad.yaml").write_text(bad, encoding="utf-8")
         (tmp_path / "broken.yaml").write_text("apiVersion: canaryctl.dev/v1alpha1\nkind: [\n", encoding="utf-8")
 
-        snapshot = DirectoryPolicySource(tmp_path).snapshot()
+        snapshot = directory_sources(tmp_path).snapshot()
 
         assert names(snapshot) == {"shop/good"}
         steps_line = line_of(bad, "- 20")
@@ -166,11 +183,13 @@ class TestDirectoryPolicySource:
         assert len(broken) == 1
         assert broken[0].message.startswith("yaml: syntax error")
 
-    def test_a_file_with_one_bad_document_is_skipped_as_a_whole(self, tmp_path: Path) -> None:
+    def test_a_file_with_one_bad_document_is_skipped_as_a_whole(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         text = policy_yaml("fine") + "---\n" + policy_yaml("wrong", steps=[])
         (tmp_path / "mixed.yaml").write_text(text, encoding="utf-8")
 
-        snapshot = DirectoryPolicySource(tmp_path).snapshot()
+        snapshot = directory_sources(tmp_path).snapshot()
 
         assert snapshot.policies == ()
         assert [(p.location, p.message, p.name) for p in snapshot.problems] == [
@@ -181,8 +200,10 @@ class TestDirectoryPolicySource:
             )
         ]
 
-    def test_edits_additions_and_deletions_of_files_are_picked_up(self, tmp_path: Path) -> None:
-        source = DirectoryPolicySource(tmp_path, reload_interval=0)
+    def test_edits_additions_and_deletions_of_files_are_picked_up(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
+        source = directory_sources(tmp_path, reload_interval=0)
         (tmp_path / "a.yaml").write_text(policy_yaml("a"), encoding="utf-8")
         assert names(source.snapshot()) == {"shop/a"}
 
@@ -204,9 +225,11 @@ class TestDirectoryPolicySource:
             "spec.schedule.steps[1]: must be greater than the previous step (got 5 after 5)"
         ]
 
-    def test_changes_are_looked_for_at_most_every_reload_interval(self, tmp_path: Path) -> None:
+    def test_changes_are_looked_for_at_most_every_reload_interval(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         now = [100.0]
-        source = DirectoryPolicySource(tmp_path, reload_interval=2.0, clock=lambda: now[0])
+        source = directory_sources(tmp_path, reload_interval=2.0, clock=lambda: now[0])
         assert source.snapshot() == PolicySnapshot()
 
         (tmp_path / "a.yaml").write_text(policy_yaml("a"), encoding="utf-8")
@@ -218,11 +241,13 @@ class TestDirectoryPolicySource:
         (tmp_path / "a.yaml").unlink()
         assert names(source.reload()) == set()
 
-    def test_files_are_parsed_again_only_when_their_fingerprint_changes(self, tmp_path: Path) -> None:
+    def test_files_are_parsed_again_only_when_their_fingerprint_changes(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         path = tmp_path / "a.yaml"
         text = policy_yaml("a")
         path.write_text(text, encoding="utf-8")
-        source = DirectoryPolicySource(tmp_path, reload_interval=0)
+        source = directory_sources(tmp_path, reload_interval=0)
         first = source.snapshot()
         stat = path.stat()
 
@@ -235,13 +260,15 @@ class TestDirectoryPolicySource:
         assert names(source.snapshot()) == set()
         assert [p.location for p in source.snapshot().problems] == [f"{path}:1"]
 
-    def test_a_configmap_volume_data_symlink_swap_is_followed(self, tmp_path: Path) -> None:
+    def test_a_configmap_volume_data_symlink_swap_is_followed(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         mount = tmp_path / "policies"
         mount.mkdir()
         self._configmap_version(mount, "..2024_01_01_00_00_00.1", {"a.yaml": policy_yaml("a")})
         (mount / "..data").symlink_to("..2024_01_01_00_00_00.1")
         (mount / "a.yaml").symlink_to("..data/a.yaml")
-        source = DirectoryPolicySource(mount, reload_interval=0)
+        source = directory_sources(mount, reload_interval=0)
 
         snapshot = source.snapshot()
         assert snapshot.problems == ()
@@ -271,24 +298,28 @@ class TestDirectoryPolicySource:
         for file_name, text in files.items():
             (version / file_name).write_text(text, encoding="utf-8")
 
-    def test_hidden_entries_and_other_files_are_ignored(self, tmp_path: Path) -> None:
+    def test_hidden_entries_and_other_files_are_ignored(self, tmp_path: Path, directory_sources: OpenDirectory) -> None:
         (tmp_path / "a.yaml").write_text(policy_yaml("a"), encoding="utf-8")
         (tmp_path / ".hidden.yaml").write_text("not: [valid", encoding="utf-8")
         (tmp_path / ".git").mkdir()
         (tmp_path / ".git" / "b.yaml").write_text(policy_yaml("b"), encoding="utf-8")
         (tmp_path / "README.md").write_text("# policies\n", encoding="utf-8")
 
-        snapshot = DirectoryPolicySource(tmp_path).snapshot()
+        snapshot = directory_sources(tmp_path).snapshot()
 
         assert names(snapshot) == {"shop/a"}
         assert snapshot.problems == ()
 
-    def test_an_empty_directory_serves_nothing_and_is_no_problem(self, tmp_path: Path) -> None:
-        assert DirectoryPolicySource(tmp_path).snapshot() == PolicySnapshot()
+    def test_an_empty_directory_serves_nothing_and_is_no_problem(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
+        assert directory_sources(tmp_path).snapshot() == PolicySnapshot()
 
-    def test_a_missing_directory_is_a_problem_until_it_appears(self, tmp_path: Path) -> None:
+    def test_a_missing_directory_is_a_problem_until_it_appears(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         missing = tmp_path / "not-yet"
-        source = DirectoryPolicySource(missing, reload_interval=0)
+        source = directory_sources(missing, reload_interval=0)
 
         assert source.snapshot() == PolicySnapshot(
             problems=(SourceProblem(source="file", location=str(missing), message="(directory): no such directory"),)
@@ -301,21 +332,25 @@ class TestDirectoryPolicySource:
         assert snapshot.problems == ()
         source.close()
 
-    def test_a_path_that_is_not_a_directory_is_a_problem(self, tmp_path: Path) -> None:
+    def test_a_path_that_is_not_a_directory_is_a_problem(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         (tmp_path / "policies").write_text(policy_yaml("a"), encoding="utf-8")
 
-        snapshot = DirectoryPolicySource(tmp_path / "policies").snapshot()
+        snapshot = directory_sources(tmp_path / "policies").snapshot()
 
         assert snapshot.policies == ()
         assert [(p.location, p.message) for p in snapshot.problems] == [
             (f"{tmp_path}/policies", "(directory): is not a directory")
         ]
 
-    def test_the_same_policy_in_two_files_is_served_twice_for_the_merge_to_reject(self, tmp_path: Path) -> None:
+    def test_the_same_policy_in_two_files_is_served_twice_for_the_merge_to_reject(
+        self, tmp_path: Path, directory_sources: OpenDirectory
+    ) -> None:
         (tmp_path / "a.yaml").write_text(policy_yaml("same"), encoding="utf-8")
         (tmp_path / "b.yaml").write_text(policy_yaml("same"), encoding="utf-8")
 
-        merged = merge_snapshots(DirectoryPolicySource(tmp_path).snapshot())
+        merged = merge_snapshots(directory_sources(tmp_path).snapshot())
 
         assert merged.policies == ()
         assert [(p.location, p.message) for p in merged.problems] == [
@@ -636,6 +671,7 @@ class TestMergeSnapshots:
     def test_a_policy_defined_as_a_resource_and_in_a_file_runs_nowhere_and_is_reported_on_both(
         self,
         tmp_path: Path,
+        directory_sources: OpenDirectory,
         emulator: KubeApiEmulator,
         namespace: str,
         crd_sources: Callable[..., CrdPolicySource],
@@ -647,7 +683,7 @@ class TestMergeSnapshots:
         resources = crd_sources(namespaces=[namespace])
         assert resources.wait_synced(5)
 
-        merged = merge_snapshots(DirectoryPolicySource(tmp_path).snapshot(), resources.snapshot())
+        merged = merge_snapshots(directory_sources(tmp_path).snapshot(), resources.snapshot())
 
         assert names(merged) == {f"{namespace}/only-in-a-file", f"{namespace}/only-a-resource"}
         assert set(merged.problems) == {
