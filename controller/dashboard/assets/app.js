@@ -5,7 +5,7 @@
 // live updates from /api/events (server-sent events), falling back to polling every 2 s.
 // Charts use the vendored uPlot (window.uPlot, assets/vendor/).
 
-const POLL_MS = 2000;
+let POLL_MS = 2000; // the server's tick when /api/config names it
 const PHASE_ORDER = ['Pending', 'Progressing', 'Paused', 'RollingBack', 'RolledBack', 'Failed', 'Aborted', 'Promoted'];
 const TERMINAL = new Set(['Promoted', 'RolledBack', 'Failed', 'Aborted']);
 const ACTIONS = [
@@ -469,13 +469,23 @@ function startLive() {
     setLive(true, 'live');
   });
   es.addEventListener('rollouts', (event) => {
+    setLive(true, 'live');
     try {
       acceptFleet(JSON.parse(event.data));
     } catch (err) {
       console.error('bad rollouts event', err);
     }
   });
-  es.addEventListener('error', () => {
+  es.addEventListener('error', (event) => {
+    if (event.data) { // the server's own "error" event: the stream is fine, the data source is not
+      let message = event.data;
+      try {
+        message = JSON.parse(event.data).error || message;
+      } catch { /* shown as sent */ }
+      setLive(false, 'server error');
+      document.getElementById('live').title = message;
+      return;
+    }
     if (!opened) {
       // never connected: the server has no stream (or refuses it); poll instead
       startPolling('polling: the event stream is not available');
@@ -587,15 +597,22 @@ function renderRollout() {
 
   let shareHtml = '<p class="muted">No traffic-share measurement yet.</p>';
   if (ts) {
-    const observed = ts.observed === null || ts.observed === undefined ? null : Number(ts.observed);
-    const observedPct = observed === null ? null : (observed <= 1 ? observed * 100 : observed);
-    shareHtml = `<p>written <strong>${ts.written} %</strong> · observed <strong>${observedPct === null ? '–' : `${observedPct.toFixed(1)} %`}</strong>${
-      ts.connections === null || ts.connections === undefined ? '' : ` of ${ts.connections} new connections`}</p>
+    // observed, low and high are fractions (0..1) of new connections; written is the weight in percent
+    const frac = (x) => (x === null || x === undefined || !Number.isFinite(Number(x)) ? null : Number(x) * 100);
+    const observedPct = frac(ts.observed);
+    const low = frac(ts.low);
+    const high = frac(ts.high);
+    const clamp = (x) => Math.min(100, Math.max(0, x));
+    shareHtml = `<p>written <strong>${ts.written ?? '–'} %</strong> · observed <strong>${observedPct === null ? '–' : `${observedPct.toFixed(1)} %`}</strong>${
+      ts.connections === null || ts.connections === undefined ? '' : ` of ${ts.connections} new connections`}${
+      low !== null && high !== null ? ` <span class="muted">(expected ${low.toFixed(1)}–${high.toFixed(1)} %)</span>` : ''}</p>
       <div class="bar" role="img" aria-label="written ${ts.written} percent, observed ${observedPct === null ? 'unknown' : `${observedPct.toFixed(1)} percent`}">
-        <span class="written" style="width: ${Math.min(100, Math.max(0, ts.written))}%"></span>
-        ${observedPct === null ? '' : `<span class="observed" style="width: ${Math.min(100, Math.max(0, observedPct))}%"></span>`}
+        ${low !== null && high !== null ? `<span class="expected" style="left: ${clamp(low)}%; width: ${clamp(high) - clamp(low)}%"></span>` : ''}
+        <span class="written" style="width: ${clamp(ts.written ?? 0)}%"></span>
+        ${observedPct === null ? '' : `<span class="observed" style="width: ${clamp(observedPct)}%"></span>`}
       </div>
-      <ul class="legend-keys"><li class="key" style="--c: var(--weight)">written weight</li><li class="key" style="--c: var(--canary)">observed canary share</li></ul>`;
+      <ul class="legend-keys"><li class="key" style="--c: var(--weight)">written weight</li><li class="key" style="--c: var(--canary)">observed canary share</li>${
+        low !== null && high !== null ? '<li class="key" style="--c: var(--grid)">expected range</li>' : ''}</ul>`;
   }
 
   const planRows = (d.plan || []).map((p) => `<tr${p.current || p.step === row.step ? ' class="current" aria-current="step"' : ''}><td>${esc(p.step)}</td><td class="num">${p.weight} %</td><td class="mono">${
@@ -960,6 +977,9 @@ document.getElementById('confirm').addEventListener('close', async (event) => {
 // ---------------------------------------------------------------- start
 
 async function start() {
+  // The fleet is asked for at once, beside the config: one round trip less before the first table.
+  const fleet = api('api/rollouts');
+  fleet.catch(() => {}); // reported below, or by the config's failure
   try {
     state.config = await api('api/config');
   } catch (err) {
@@ -969,11 +989,13 @@ async function start() {
     }
     return;
   }
+  if (Number(state.config.tickSeconds) > 0) POLL_MS = Number(state.config.tickSeconds) * 1000;
   const mode = document.getElementById('mode');
   mode.textContent = state.config.mode === 'cluster' ? 'in cluster · read-only' : (state.config.actions ? 'local' : 'local · read-only');
+  if (state.config.user) mode.textContent += ` · ${state.config.user}`;
   if (state.config.version) mode.title = `canaryctl ${state.config.version}`;
   route();
-  api('api/rollouts').then(acceptFleet, (err) => setLive(false, err.message));
+  fleet.then(acceptFleet, (err) => setLive(false, err.message));
   startLive();
 }
 
