@@ -1,5 +1,10 @@
 """The analysis of a step: when to query Prometheus, over which window, and the verdict.
 
+A look is planned, fetched and judged: ``controller.core.analysis_pass`` builds every query of the pass
+(``plan_pass``), ``PrometheusAnalysis.fetch`` fetches them all here, grouped or alone, and the core judges
+the answers (``judge_pass``). This module holds what needs I/O or memory across passes: the last look per
+rollout, the learned scrape intervals and the grouped answers shared between rollouts.
+
 * During a step the checks run every ``spec.analysis.interval`` (fail fast); in between, passes reuse the
   last evaluation (the state machine counts each evaluation once).
 * When the step's duration is up, a final evaluation covers the whole step (the window grows to the
@@ -22,86 +27,38 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.core.durations import parse_go_duration
-from controller.core.judgement import CheckResult, SideData, check_alpha, combine, judge, step_alpha_share
+from controller.core.analysis_pass import (
+    Answers,
+    GroupRequest,
+    Instant,
+    PassPlan,
+    gate_of,
+    judge_pass,
+    look_due,
+    not_yet,
+    plan_pass,
+    variables_for,
+)
 from controller.core.measurement import QueryOutcome, VectorOutcome
-from controller.core.policy import CanaryPolicy, MetricCheck
-from controller.core.promql import (
-    CountQueries,
-    GroupedQueries,
-    Side,
-    Variables,
-    counts_from_groups,
-    envoy_counts,
-    expand_custom,
-    group_key,
-    grouped_queries,
-    interval_groups,
-    istio_counts,
-    prom_duration,
-    scrape_interval_queries,
-)
-from controller.core.scrape_windows import (
-    minimum_window,
-    not_yet_reason,
-    slowest,
-    weight_zero_without_baseline,
-    window_seconds,
-)
-from controller.core.status import AnalysisResult, RolloutStatus, Verdict
-from controller.core.traffic_share import DEFAULT_TOLERANCE_PP, TrafficShare, traffic_share
+from controller.core.policy import CanaryPolicy
+from controller.core.promql import interval_groups, scrape_interval_queries
+from controller.core.scrape_windows import slowest
+from controller.core.status import AnalysisResult, RolloutStatus
 from controller.ports import GroupedMetricsSource, MetricsSource
 from controller.service.analysis import NoAnalysis
+
+__all__ = ["LEARNED_FOR_SECONDS", "RELEARN_AFTER_FAILURE_SECONDS", "PrometheusAnalysis", "variables_for"]
 
 
 @dataclass(frozen=True)
 class _Key:
     namespace: str
     name: str
-
-
-_QUERY_FAILED = "query failed: "
-
-
-def _one_query_problem(results: list[CheckResult]) -> str | None:
-    """The problem, once, when every check failed to query for the same reason (no Prometheus URL, Prometheus
-    down): it is what holds the step, and naming each check in front of it only hides it."""
-    reasons = {result.reason for result in results if result.verdict == Verdict.INCONCLUSIVE}
-    if not results or len(reasons) != 1 or any(r.verdict != Verdict.INCONCLUSIVE for r in results):
-        return None
-    (reason,) = reasons
-    return reason.removeprefix(_QUERY_FAILED) if reason.startswith(_QUERY_FAILED) else None
-
-
-def variables_for(
-    policy: CanaryPolicy, *, window_seconds: float, step_start: datetime, scrape_interval_seconds: float = 0.0
-) -> Variables:
-    """Template variables of a policy at one moment."""
-    analysis = policy.spec.analysis
-    assert analysis is not None
-    selector = analysis.selector
-    canary_workload = selector.canary_workload or (
-        policy.spec.workload.canary.name if policy.spec.workload.canary is not None else None
-    )
-    return Variables(
-        namespace=selector.namespace or policy.metadata.namespace,
-        window_seconds=window_seconds,
-        step_start=step_start.timestamp(),
-        canary_workload=canary_workload,
-        stable_workload=selector.stable_workload,
-        canary_service=selector.canary_service,
-        stable_service=selector.stable_service,
-        canary_cluster=selector.canary_cluster,
-        stable_cluster=selector.stable_cluster,
-        cluster_label=selector.cluster_label,
-        scrape_interval_seconds=scrape_interval_seconds,
-    )
 
 
 # How long a learned scrape interval is used before it is learned again (after a failed query: sooner).
@@ -124,6 +81,12 @@ class _Grouped:
     at: datetime
     ready: threading.Event
     parts: dict[str, VectorOutcome]
+
+
+def _connection(policy: CanaryPolicy) -> str:
+    """The policy's Prometheus connection as a key: answers from one Prometheus serve only its policies."""
+    spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
+    return json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
 
 
 class PrometheusAnalysis:
@@ -151,90 +114,41 @@ class PrometheusAnalysis:
 
     def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
         """The current evaluation for the step, running a new one when it is due."""
-        analysis = policy.spec.analysis
-        if analysis is None:
+        if policy.spec.analysis is None:
             return self._fallback.verdict(policy=policy, status=status, now=now)
         if status.run_id is None or status.step_index < 0 or status.step_started_at is None:
             return None
         key = _Key(policy.metadata.namespace, policy.metadata.name)
         last = self._last.get(key)
-        if last is not None and (last.run_id != status.run_id or last.step_index != status.step_index):
-            last = None
-        gate = status.step_started_at + timedelta(seconds=policy.spec.schedule.step_duration_seconds)
-        due = (
-            last is None
-            or last.evaluated_at is None
-            or now - last.evaluated_at >= timedelta(seconds=analysis.interval_seconds)
-            or (now >= gate > last.evaluated_at)
-        )
-        if not due:
+        if not look_due(policy, status, last, now=now):
             return last
         scrape, source = self.scrape_interval(policy, now)
-        waiting = not_yet_reason(
-            step_started_at=status.step_started_at, now=now, scrape_interval_seconds=scrape, source=source
-        )
+        waiting = not_yet(status, now=now, scrape_interval_seconds=scrape, source=source)
         if waiting is not None:
             # Not stored: the first look runs at the first pass once the step is old enough.
-            return AnalysisResult(
-                run_id=status.run_id, step_index=status.step_index, verdict=Verdict.NOT_YET, reason=waiting
-            )
-        result = self.evaluate(policy, status, now=now, final=now >= gate)
+            return waiting
+        result = self.evaluate(policy, status, now=now, final=now >= gate_of(policy, status))
         self._last[key] = result
         return result
 
     def evaluate(self, policy: CanaryPolicy, status: RolloutStatus, *, now: datetime, final: bool) -> AnalysisResult:
-        """Run every check of the policy for the current step at ``now``."""
-        analysis = policy.spec.analysis
-        assert analysis is not None
-        assert status.run_id is not None
-        assert status.step_started_at is not None
-        age = max(0.0, (now - status.step_started_at).total_seconds())
+        """Run every check of the policy for the current step at ``now``: plan its queries (core), fetch
+        them, judge the answers (core)."""
         scrape, _ = self.scrape_interval(policy, now)
-        # One error budget per step, spent sequentially: each in-step look (one interval's information)
-        # spends what a Hwang-Shih-DeCani function allows, the final gate the rest (judgement.py).
-        duration = policy.spec.schedule.step_duration_seconds
-        looks = max(1, math.ceil(duration / analysis.interval_seconds) - 1)
-        information = min(1.0, analysis.interval_seconds / duration) if duration > 0 else 1.0
-        results = []
-        opened: list[tuple[MetricCheck, Variables, SideData, SideData]] = []  # for the traffic share
-        for check in analysis.metrics:
-            configured = parse_go_duration(check.window) if check.window else None
-            wanted = configured or (age if final else analysis.interval_seconds)
-            variables = variables_for(
-                policy,
-                window_seconds=window_seconds(wanted=wanted, age=age, scrape_interval_seconds=scrape),
-                step_start=status.step_started_at,
-                scrape_interval_seconds=scrape,
-            )
-            results.append(
-                self._check(
-                    policy,
-                    check,
-                    variables,
-                    weight=status.weight or 0,
-                    at=now,
-                    step_start=status.step_started_at,
-                    opened=opened,
-                    alpha_share=step_alpha_share(
-                        final=final, in_step_looks=looks, information=information, alpha=check_alpha(check)
-                    ),
-                )
-            )
-        verdict, reason = combine(results)
-        shared = _one_query_problem(results)
-        if shared is not None:
-            reason = shared
-        share = _share_of(policy, weight=status.weight or 0, opened=opened)
-        verdict, reason = _judge_share(policy, share, verdict, reason)
-        return AnalysisResult(
-            run_id=status.run_id,
-            step_index=status.step_index,
-            verdict=verdict,
-            reason=reason,
-            evaluated_at=now,
-            checks=[result.as_dict() for result in results],
-            traffic_share=share.as_dict() if share is not None else None,
-        )
+        plan = plan_pass(policy, status, now=now, final=final, scrape_interval_seconds=scrape)
+        return judge_pass(policy, plan, self.fetch(policy, plan))
+
+    def fetch(self, policy: CanaryPolicy, plan: PassPlan) -> Answers:
+        """Every answer a plan needs: its grouped requests (when grouping is on and the source can), then each
+        query of the sides not read from a group, once."""
+        groups: dict[tuple[str, str], Mapping[str, VectorOutcome]] = {}
+        if self.group_seconds > 0 and isinstance(self.metrics, GroupedMetricsSource):
+            for request in plan.group_requests():
+                parts = self._fetch_group(policy, request, step_start=plan.step_start, now=plan.at)
+                if parts is not None:
+                    groups[request.key] = parts
+        outcomes = {instant: self._query(policy, instant) for instant in plan.instants(grouped=frozenset(groups))}
+        return Answers(outcomes=outcomes, groups=groups)
 
     def scrape_interval(self, policy: CanaryPolicy, at: datetime) -> tuple[float, str]:
         """The scrape interval the policy's windows respect, in seconds, and where it comes from: the
@@ -273,9 +187,7 @@ class PrometheusAnalysis:
         queries = scrape_interval_queries(template, cluster_label=cluster_label)
         if queries is None:
             return {}
-        spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
-        connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
-        key = (connection, template, cluster_label)
+        key = (_connection(policy), template, cluster_label)
         with self._learned_lock:
             known = self._learned.get(key)
             if known is not None and abs((at - known.at).total_seconds()) < LEARNED_FOR_SECONDS:
@@ -299,133 +211,26 @@ class PrometheusAnalysis:
             self._learned[key] = _Learned(at=at, groups=dict(answer.values))
         return answer.values
 
-    def _query(self, policy: CanaryPolicy, query: str, at: datetime) -> QueryOutcome:
+    def _query(self, policy: CanaryPolicy, instant: Instant) -> QueryOutcome:
         try:
-            return self.metrics.query(query=query, at=at, connection=policy)
+            return self.metrics.query(query=instant.query, at=instant.at, connection=policy)
         except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
-            return QueryOutcome(query=query, error=f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
-
-    def _side(
-        self,
-        policy: CanaryPolicy,
-        check: MetricCheck,
-        variables: Variables,
-        side: Side,
-        at: datetime,
-        *,
-        shared: bool = True,
-    ) -> SideData:
-        if variables.window_seconds < 0.001:
-            empty = QueryOutcome(query="(window not started)")
-            return SideData(value=empty) if not check.is_error_ratio else SideData(errors=empty, total=empty)
-        if shared and check.template is not None and check.query is None:
-            grouped = self._from_group(policy, check.template, variables, side, at)
-            if grouped is not None:
-                return grouped
-        try:
-            if check.query is not None:
-                return SideData(value=self._query(policy, expand_custom(check.query, variables, side), at))
-            if check.template == "istio-tcp-connections":
-                return SideData(value=self._query(policy, istio_counts(variables, side).total, at))
-            counts: CountQueries = (
-                envoy_counts(variables, side)
-                if check.template == "envoy-tcp-connect-error-ratio"
-                else istio_counts(variables, side)
-            )
-        except ValueError as exc:
-            failed = QueryOutcome(query="(not built)", error=str(exc))
-            return SideData(value=failed, errors=failed, total=failed)
-        return SideData(errors=self._query(policy, counts.errors, at), total=self._query(policy, counts.total, at))
-
-    def _check(
-        self,
-        policy: CanaryPolicy,
-        check: MetricCheck,
-        variables: Variables,
-        *,
-        weight: int,
-        at: datetime,
-        step_start: datetime,
-        alpha_share: float,
-        opened: list[tuple[MetricCheck, Variables, SideData, SideData]] | None = None,
-    ) -> CheckResult:
-        canary = self._side(policy, check, variables, "canary", at)
-        if weight == 0:
-            stable_then = (
-                None
-                if not _wants_or_has_stable(check, variables)
-                else self._side(policy, check, variables, "stable", at)
-            )
-            if opened is not None and stable_then is not None:
-                opened.append((check, variables, canary, stable_then))
-            result = judge(check, canary, stable_then, weight=weight, alpha_share=alpha_share)
-            return weight_zero_without_baseline(check, canary, stable_then, weight=weight, result=result)
-        wants_stable = check.compare_to_stable is not None or check.count_test is not None
-        has_stable = (
-            variables.stable_workload if check.template != "envoy-tcp-connect-error-ratio" else variables.stable_cluster
-        ) is not None
-        if not (wants_stable or (weight == 0 and has_stable and check.query is None)):
-            return judge(check, canary, None, weight=weight, alpha_share=alpha_share)
-        if weight < 100:
-            stable_now = self._side(policy, check, variables, "stable", at)
-            if opened is not None:
-                opened.append((check, variables, canary, stable_now))
-            return judge(check, canary, stable_now, weight=weight, alpha_share=alpha_share)
-        # Weight 100: stable serves nothing now; its baseline is the step before this one.
-        duration = max(policy.spec.schedule.step_duration_seconds, minimum_window(variables.scrape_interval_seconds))
-        baseline_vars = replace(variables, window_seconds=duration, step_start=step_start.timestamp() - duration)
-        stable = self._side(policy, check, baseline_vars, "stable", step_start, shared=False)
-        result = judge(check, canary, stable, weight=weight, alpha_share=alpha_share)
-        return replace(result, reason=f"{result.reason} (stable baseline: the {duration:g} s before this step)")
-
-    # -- grouped queries ------------------------------------------------------------------------
-
-    def _from_group(
-        self, policy: CanaryPolicy, template: str, variables: Variables, side: Side, now: datetime
-    ) -> SideData | None:
-        """One side's counts read from a grouped answer, or None to query alone."""
-        if self.group_seconds <= 0 or not isinstance(self.metrics, GroupedMetricsSource):
-            return None
-        key = group_key(template, variables, side)
-        grouped = grouped_queries(
-            template,
-            variables.window_seconds,
-            cluster_label=variables.cluster_label,
-            scrape_interval_seconds=variables.scrape_interval_seconds,
-        )
-        if key is None or grouped is None:
-            return None
-        parts = self._fetch_group(policy, template, variables, grouped, now)
-        if parts is None:
-            return None
-        shown = (
-            envoy_counts(variables, side)
-            if template == "envoy-tcp-connect-error-ratio"
-            else istio_counts(variables, side)
-        )
-        outcomes = {name: vector.outcome_for(key, query=vector.query) for name, vector in parts.items()}
-        errors, total = counts_from_groups(template, outcomes, shown)
-        if template == "istio-tcp-connections":
-            return SideData(value=total)
-        return SideData(errors=errors, total=total)
+            return QueryOutcome(query=instant.query, error=f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
 
     def _fetch_group(
-        self, policy: CanaryPolicy, template: str, variables: Variables, grouped: GroupedQueries, now: datetime
-    ) -> dict[str, VectorOutcome] | None:
+        self, policy: CanaryPolicy, request: GroupRequest, *, step_start: float, now: datetime
+    ) -> Mapping[str, VectorOutcome] | None:
+        """One grouped answer: a usable one already fetched (see the module docstring), or a fresh one;
+        None when another pass's fetch of it did not finish in time (the sides then query alone)."""
         assert isinstance(self.metrics, GroupedMetricsSource)
-        spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
-        connection = json.dumps(spec.model_dump(mode="json") if spec is not None else None, sort_keys=True)
-        cache_key = (
-            connection,
-            f"{template}|{variables.cluster_label}|{variables.scrape_interval_seconds:g}",
-            prom_duration(variables.window_seconds),
-        )
+        cache_key = (_connection(policy), *request.key)
+        window = request.window_seconds
         with self._groups_lock:
             current = self._groups.get(cache_key)
             usable = (
                 current is not None
-                and abs((now - current.at).total_seconds()) <= min(self.group_seconds, variables.window_seconds / 4)
-                and current.at.timestamp() - variables.window_seconds >= variables.step_start - 0.001
+                and abs((now - current.at).total_seconds()) <= min(self.group_seconds, window / 4)
+                and current.at.timestamp() - window >= step_start - 0.001
             )
             fetch = not usable
             entry = current
@@ -437,6 +242,7 @@ class PrometheusAnalysis:
                 for old in [k for k, e in self._groups.items() if e.at < stale]:
                     del self._groups[old]
         assert entry is not None
+        grouped = request.queries
         if fetch:
             try:
                 entry.parts = {
@@ -452,59 +258,3 @@ class PrometheusAnalysis:
         if not entry.ready.wait(timeout=30):
             return None
         return entry.parts
-
-
-def _wants_or_has_stable(check: MetricCheck, variables: Variables) -> bool:
-    """Whether a check reads the stable side: it compares with it, or (a built-in, at weight 0) the stable
-    workload or cluster is known, so the first step observes the stable baseline."""
-    if check.compare_to_stable is not None or check.count_test is not None:
-        return True
-    if check.query is not None:
-        return False
-    side = variables.stable_cluster if check.template == "envoy-tcp-connect-error-ratio" else variables.stable_workload
-    return side is not None
-
-
-# -- traffic share ----------------------------------------------------------------------------------
-
-
-def _opened_count(check: MetricCheck, side: SideData) -> tuple[bool, float | None]:
-    """(usable, connections opened) of one side of a built-in check; no series is 0 connections."""
-    outcome = side.value if check.template == "istio-tcp-connections" else side.total
-    if check.query is not None or outcome is None or outcome.error is not None:
-        return False, None
-    return True, outcome.value if outcome.value is not None else 0.0
-
-
-def _share_of(
-    policy: CanaryPolicy, *, weight: int, opened: list[tuple[MetricCheck, Variables, SideData, SideData]]
-) -> TrafficShare | None:
-    """The canary's share of new connections, from the first built-in check that measured both sides."""
-    for check, variables, canary, stable in opened:
-        canary_ok, canary_count = _opened_count(check, canary)
-        stable_ok, stable_count = _opened_count(check, stable)
-        if not (canary_ok and stable_ok) or not stable_count:
-            continue  # no stable connections: nothing to compare the canary's with
-        envoy = check.template == "envoy-tcp-connect-error-ratio"
-        name = (variables.canary_cluster if envoy else variables.canary_workload) or "the canary"
-        settings = policy.spec.analysis.traffic_share if policy.spec.analysis is not None else None
-        tolerance = settings.tolerance if settings is not None else DEFAULT_TOLERANCE_PP
-        return traffic_share(
-            canary=canary_count, stable=stable_count, weight=weight, canary_name=name, tolerance_pp=tolerance
-        )
-    return None
-
-
-def _judge_share(
-    policy: CanaryPolicy, share: TrafficShare | None, verdict: Verdict, reason: str
-) -> tuple[Verdict, str]:
-    """The evaluation's verdict once the traffic share is known: a share far from the weight holds the step
-    (inconclusive, ``check: hold``) or fails it (``check: fail``); a FAIL of the checks stands either way."""
-    settings = policy.spec.analysis.traffic_share if policy.spec.analysis is not None else None
-    mode = settings.check if settings is not None else "hold"
-    if share is None or not share.off or mode == "off" or verdict not in {Verdict.PASS, Verdict.INCONCLUSIVE}:
-        return verdict, reason
-    why = f"traffic-share: {share.reason}"
-    if verdict == Verdict.INCONCLUSIVE and reason:
-        why = f"{why}; {reason}"
-    return (Verdict.FAIL if mode == "fail" else Verdict.INCONCLUSIVE), why
