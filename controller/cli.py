@@ -20,6 +20,7 @@ from controller import __version__
 from controller.adapters.policy_files import check_documents, lint_paths
 from controller.adapters.yaml_documents import read_yaml_file
 from controller.cli_control import register as register_control_commands
+from controller.cli_dashboard import register as register_dashboard_command
 from controller.core.advice import advise
 from controller.core.durations import parse_go_duration
 from controller.core.plan import Plan, SourceDocument, plan_rollout
@@ -553,6 +554,7 @@ def version() -> None:
 
 
 register_control_commands(app)
+register_dashboard_command(app)
 
 
 def main() -> None:

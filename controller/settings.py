@@ -154,6 +154,15 @@ class Settings(BaseSettings):
     )
     http_host: str = Field("0.0.0.0", description="Address of the /healthz, /readyz and /metrics server.")
     http_port: int = Field(8080, ge=0, le=65535, description="Port of that server (0: a free one). Default 8080.")
+    dashboard: bool = Field(
+        False,
+        description="Serve the read-only web dashboard (docs/dashboard.md) on dashboard_port; every request needs "
+        "a bearer token that passes a TokenReview, and a SubjectAccessReview for get canarypolicies in the "
+        "namespace shown. Default false.",
+    )
+    dashboard_port: int = Field(
+        3100, ge=0, le=65535, description="Port of the dashboard, on http_host (0: a free one). Default 3100."
+    )
     http_timeout_seconds: float = Field(
         5.0,
         gt=0,

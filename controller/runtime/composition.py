@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from types import FrameType
 
+import httpx
 from pydantic import ValidationError
 
 from controller import __version__
@@ -34,6 +35,9 @@ from controller.adapters.policy_sources import (
 from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.admission import TenantRules
 from controller.core.policy import PrometheusSpec
+from controller.dashboard.auth import LocalGate, ReviewGate
+from controller.dashboard.data import DashboardData
+from controller.dashboard.server import DashboardConfig, DashboardServer
 from controller.errors import CanaryError
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
@@ -268,7 +272,30 @@ def build_daemon(settings: Settings, *, analysis: AnalysisSource | None = None) 
         timeout_seconds=settings.http_timeout_seconds,
         max_connections=settings.http_max_connections,
     )
-    return Daemon(loop, server, host=settings.http_host)
+    return Daemon(loop, server, host=settings.http_host, dashboard=cluster_dashboard(settings))
+
+
+def cluster_dashboard(settings: Settings) -> DashboardServer | None:
+    """The daemon's read-only dashboard when ``CANARY_DASHBOARD=true``: every request reviewed by the API
+    server (TokenReview, then SubjectAccessReview per namespace); None when off."""
+    if not settings.dashboard:
+        return None
+    api = KubeApi(
+        load_api_client(kubeconfig=settings.kubeconfig, context=settings.context),
+        timeout_seconds=settings.api_timeout_seconds,
+    )
+    namespaces = list(settings.watch_namespaces) or None
+    data = DashboardData(
+        api=api,
+        controller_namespace=settings.namespace,
+        namespaces=namespaces,
+        prometheus_url=settings.prometheus_url,
+        http=httpx.Client(timeout=settings.prometheus_timeout_seconds),
+    )
+    config = DashboardConfig(mode="cluster", namespaces=namespaces, tick_seconds=max(settings.tick_seconds, 2.0))
+    return DashboardServer(
+        (settings.http_host, settings.dashboard_port), data=data, config=config, gate=ReviewGate(api)
+    )
 
 
 def open_kube_api(*, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
@@ -279,6 +306,38 @@ def open_kube_api(*, kubeconfig: str | None = None, context: str | None = None) 
         KubeconfigError: the configuration cannot be loaded.
     """
     return KubeApi(load_api_client(kubeconfig=kubeconfig, context=context), timeout_seconds=10.0)
+
+
+def open_dashboard(
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    namespaces: list[str] | None,
+    prometheus_url: str | None,
+    controller_namespace: str,
+    host: str,
+    port: int,
+    actor: str | None,
+    tick_seconds: float = 2.0,
+) -> DashboardServer:
+    """``canaryctl dashboard``: the local dashboard over the user's kubeconfig, serving in the background.
+
+    Raises:
+        KubeconfigError: the configuration cannot be loaded.
+        OSError: the address cannot be bound.
+    """
+    api = open_kube_api(kubeconfig=kubeconfig, context=context)
+    data = DashboardData(
+        api=api,
+        controller_namespace=controller_namespace,
+        namespaces=namespaces,
+        prometheus_url=prometheus_url,
+        http=httpx.Client(timeout=10.0),
+    )
+    config = DashboardConfig(
+        mode="local", namespaces=namespaces, actor=actor, prometheus=prometheus_url, tick_seconds=tick_seconds
+    )
+    return DashboardServer((host, port), data=data, config=config, gate=LocalGate()).start()
 
 
 def replay_metrics(prometheus_url: str | None) -> PrometheusMetricsSource:

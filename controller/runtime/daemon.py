@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from controller.dashboard.server import DashboardServer
 from controller.runtime.http import HealthServer
 from controller.runtime.loop import ReconcileLoop
 
@@ -25,12 +26,16 @@ class Daemon:
         loop: the reconcile loop (its ``election`` thread, when set, is started and stopped here).
         server: the HTTP endpoints, started by ``serve()``.
         host: the address the endpoints listen on, for the log.
+        dashboard: the read-only web dashboard (``CANARY_DASHBOARD=true``), served beside the endpoints.
     """
 
-    def __init__(self, loop: ReconcileLoop, server: HealthServer, *, host: str) -> None:
+    def __init__(
+        self, loop: ReconcileLoop, server: HealthServer, *, host: str, dashboard: DashboardServer | None = None
+    ) -> None:
         self.loop = loop
         self.server = server
         self.host = host
+        self.dashboard = dashboard
         self._thread: threading.Thread | None = None
 
     def serve(self) -> None:
@@ -38,6 +43,9 @@ class Daemon:
         loop = self.loop
         self.server.start()
         log.info("serving /healthz, /readyz and /metrics on %s:%d", self.host, self.server.port)
+        if self.dashboard is not None:
+            self.dashboard.start()
+            log.info("serving the read-only dashboard on %s", self.dashboard.url)
         log.info("controller started", extra={"source": ",".join(type(s).__name__ for s in loop.sources)})
         if loop.election is not None:
             loop.election.start()
@@ -48,6 +56,8 @@ class Daemon:
                 # In-flight passes have finished (run_forever waited); hand the lease over at once.
                 loop.election.stop(release=True)
             self.server.stop()
+            if self.dashboard is not None:
+                self.dashboard.stop()
         log.info("controller stopped")
 
     def start(self) -> Daemon:

@@ -25,6 +25,7 @@ import yaml
 
 from canary_sandbox.kubeapi.faults import FaultInjector
 from canary_sandbox.kubeapi.resources import ResourceType
+from canary_sandbox.kubeapi.reviews import ReviewTable
 from canary_sandbox.kubeapi.server import EmulatorHttpServer
 from canary_sandbox.kubeapi.store import (
     DEFAULT_RECORD_LIMIT,
@@ -79,6 +80,8 @@ class KubeApiEmulator:
     ) -> None:
         self.store = ObjectStore(watch_history=watch_history, record_limit=record_limit)
         self.faults = FaultInjector(self.store)
+        # TokenReview / SubjectAccessReview answers: empty, so every token is rejected until one is added.
+        self.reviews = ReviewTable()
         self._host = host
         self._port = port
         self._server: EmulatorHttpServer | None = None

@@ -33,6 +33,7 @@ from canary_sandbox.kubeapi import openapi
 from canary_sandbox.kubeapi.faults import FaultInjector, RequestInfo
 from canary_sandbox.kubeapi.patch import JSON_PATCH, parse_json_patch
 from canary_sandbox.kubeapi.resources import Registry, ResourceType
+from canary_sandbox.kubeapi.reviews import REVIEW_PATHS, ReviewTable
 from canary_sandbox.kubeapi.status import ApiError, bad_request, internal, method_not_allowed, path_not_found
 from canary_sandbox.kubeapi.store import ObjectStore, Request, Result
 from canary_sandbox.kubeapi.table import to_table, wants_table
@@ -54,6 +55,10 @@ class Served(Protocol):
 
     def wait_stopped(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True when the emulator stopped meanwhile."""
+
+    @property
+    def reviews(self) -> ReviewTable:
+        """The TokenReview and SubjectAccessReview answers (``canary_sandbox.kubeapi.reviews``)."""
 
 
 _LOG = logging.getLogger(__name__)
@@ -290,6 +295,9 @@ class KubeApiHandler(BaseHTTPRequestHandler):
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             if url.path == "/openapi" or url.path.startswith("/openapi/"):
                 self._serve_openapi(method, url.path)
+                return
+            if method == "POST" and url.path.rstrip("/") in REVIEW_PATHS:
+                self._send_json(201, emulator.reviews.answer(url.path.rstrip("/"), _parse_json(raw)))
                 return
             routed = route(method, url.path, query, emulator.store.registry)
             fault = emulator.faults.take(routed.info)
