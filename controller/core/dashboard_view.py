@@ -339,3 +339,35 @@ def route_view(live: Sequence[dict[str, Any]] | None, *, expected_weights: Seque
         (have or 0) != want for have, want in zip(live_weights, expected_weights, strict=False)
     )
     return {"live": shown, "desired": desired, "drift": drift}
+
+
+def increments(series: Sequence[Sequence[tuple[float, float]]], *, first_at: float, step: float) -> dict[float, float]:
+    """What counters counted in each step, summed over series: the chart's points, tiling the range exactly.
+
+    Args:
+        series: each counter series' samples ``(unix time, value)`` on a grid of ``step`` seconds (a range
+            query's answer), oldest first.
+        first_at: the grid's first time; it only provides the base of the next point, so it has no point.
+        step: the grid's spacing in seconds.
+
+    Returns:
+        Per grid time after ``first_at``: the increase since the previous grid time. A counter that went
+        down was reset, so it counted its new value; a series first seen after ``first_at`` was born in the
+        step before and counted its whole value (as the checks count a new series).
+    """
+    counted: dict[float, float] = {}
+    for samples in series:
+        previous: tuple[float, float] | None = None
+        for at, value in samples:
+            if previous is None:
+                born = at - first_at > step / 2
+                if born:
+                    counted[at] = counted.get(at, 0.0) + value
+            else:
+                gap = at - previous[0]
+                grew = value - previous[1]
+                if gap > step * 1.5:  # absent in between: stale, then back (a new series of the same labels)
+                    grew = value
+                counted[at] = counted.get(at, 0.0) + (grew if grew >= 0 else value)
+            previous = (at, value)
+    return counted

@@ -30,13 +30,14 @@ from controller.adapters.kubernetes.status import CANARYPOLICIES
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.policy_sources.resources import policy_from_resource
 from controller.core import dashboard_view
+from controller.core.analysis_pass import variables_for
 from controller.core.policy import CanaryPolicy
-from controller.core.promql import CountQueries, envoy_counts, istio_counts
+from controller.core.promql import ENVOY_ATTEMPTS, ENVOY_FAILURES, ISTIO_OPENED, Side, Variables
+from controller.core.promql import quote as quote_promql
 from controller.core.status import CommandKind, RolloutStatus
 from controller.core.status_view import pending_commands, preview_command
 from controller.errors import CanaryError, NotFoundError
 from controller.ports import SourcedPolicy
-from controller.service.prometheus_analysis import variables_for
 
 MAX_SERIES_POINTS = 720
 """Most points a series has; the step grows to keep a long range under it."""
@@ -73,6 +74,36 @@ def destination_name(item: Any) -> str:
 def _policy_destination(dest: Any) -> str:
     subset = f"/{dest.subset}" if dest.subset else ""
     return f"{dest.host}{subset}" + (f":{dest.port}" if dest.port else "")
+
+
+def counter_selectors(template: str, variables: Variables, side: Side) -> tuple[list[str], list[str]]:
+    """The counter series a built-in error-ratio template reads for one side: (failures, attempts).
+
+    The same series as the check's own queries (``controller.core.promql``), selected raw so that a range
+    query returns every sample and each step's increase is counted exactly (``dashboard_view.increments``).
+    """
+    workload, service, cluster = variables.of(side)
+    if template == "envoy-tcp-connect-error-ratio":
+        if cluster is None:
+            raise DashboardError(400, f"the policy's analysis.selector names no {side} Envoy cluster")
+        matcher = f"{{{variables.cluster_label}={quote_promql(cluster)}}}"
+        return [name + matcher for name in ENVOY_FAILURES], [name + matcher for name in ENVOY_ATTEMPTS]
+    if workload is None:
+        raise DashboardError(400, f"the policy's analysis.selector names no {side} workload")
+    base = (
+        f'reporter="source",destination_workload={quote_promql(workload)},'
+        f"destination_workload_namespace={quote_promql(variables.namespace)}"
+    )
+    totals = [f"{ISTIO_OPENED}{{{base}}}"]
+    errors = [f'{ISTIO_OPENED}{{{base},response_flags!="-"}}']
+    if service is not None:
+        unrouted = (
+            f'{ISTIO_OPENED}{{reporter="source",destination_service={quote_promql(service)},'
+            f'destination_workload="unknown",response_flags!="-"}}'
+        )
+        totals.append(unrouted)
+        errors.append(unrouted)
+    return errors, totals
 
 
 def _threshold(metric: Any) -> dict[str, Any]:
@@ -347,7 +378,7 @@ class DashboardData:
 
     # -- series -------------------------------------------------------------------------------------------
 
-    def _range(self, base: str, query: str, start: float, end: float, step: float) -> dict[float, float]:
+    def _range(self, base: str, query: str, start: float, end: float, step: float) -> list[list[tuple[float, float]]]:
         try:
             answer = self.http.get(
                 f"{base}/api/v1/query_range",
@@ -357,24 +388,29 @@ class DashboardData:
             raise DashboardError(503, f"Prometheus at {base} did not answer: {type(exc).__name__}") from None
         if answer.status_code >= 500 or answer.status_code in (401, 403, 404):
             raise DashboardError(503, f"Prometheus at {base} answered HTTP {answer.status_code}")
-        body = answer.json()
+        try:
+            body = answer.json()
+        except ValueError:
+            raise DashboardError(503, f"Prometheus at {base} did not answer JSON") from None
         if body.get("status") != "success":
             raise DashboardError(502, f"Prometheus refused the query: {str(body.get('error'))[:300]}")
-        points: dict[float, float] = {}
+        found: list[list[tuple[float, float]]] = []
         for series in body.get("data", {}).get("result", []):
-            for at, value in series.get("values", []):
-                number = float(value)
-                if not math.isnan(number):
-                    points[float(at)] = points.get(float(at), 0.0) + number
-        return points
+            points = [(float(at), float(value)) for at, value in series.get("values", [])]
+            found.append([(at, value) for at, value in points if not math.isnan(value)])
+        return found
+
+    def _counted(self, base: str, selectors: list[str], start: float, end: float, step: float) -> dict[float, float]:
+        series = [s for selector in selectors for s in self._range(base, selector, start, end, step)]
+        return dashboard_view.increments(series, first_at=start, step=step)
 
     def series(
         self, namespace: str, name: str, *, check: str, start: datetime | None, end: datetime | None, now: datetime
     ) -> dict[str, Any]:
         """The body of ``GET /api/rollouts/NS/NAME/series``: canary and stable error ratios over time.
 
-        Each point is the ratio over the step before it (``step`` seconds), from the check's built-in
-        template, as the controller's own check counts it.
+        Each point counts the connections and errors of the ``step`` seconds before it, from the counters the
+        check's built-in template reads; consecutive points tile the range, so their sums are the range's.
 
         Raises:
             DashboardError: 404 unknown policy or check, 400 a check without a built-in error-ratio template
@@ -402,22 +438,18 @@ class DashboardData:
         interval = policy.spec.analysis.interval_seconds
         step = max(float(interval), span / MAX_SERIES_POINTS, 1.0)
         variables = variables_for(policy, window_seconds=step, step_start=first)
-        counts: dict[str, CountQueries] = {}
-        for side in ("canary", "stable"):
-            counts[side] = (
-                envoy_counts(variables, side)
-                if metric.template == "envoy-tcp-connect-error-ratio"
-                else istio_counts(variables, side)
-            )
         result: dict[str, Any] = {"step": step, "start": _iso(first), "end": _iso(stop)}
-        for side, queries in counts.items():
-            errors = self._range(base, queries.errors, first.timestamp(), stop.timestamp(), step)
-            totals = self._range(base, queries.total, first.timestamp(), stop.timestamp(), step)
-            ratio = [[at, (errors.get(at, 0.0) / total) if total > 0 else None] for at, total in sorted(totals.items())]
-            result[side] = ratio
-            result[f"{side}Connections"] = [[at, round(total)] for at, total in sorted(totals.items())]
-            result[f"{side}Errors"] = [[at, round(errors.get(at, 0.0))] for at in sorted(totals)]
-            result[f"{side}Queries"] = [queries.errors, queries.total]
+        # The grid starts one step early: its first point is only the base of the second.
+        begin = first.timestamp() - step
+        for side in ("canary", "stable"):
+            errors_selectors, total_selectors = counter_selectors(str(metric.template), variables, side)
+            totals = self._counted(base, total_selectors, begin, stop.timestamp(), step)
+            errors = self._counted(base, errors_selectors, begin, stop.timestamp(), step)
+            times = sorted(totals)
+            result[side] = [[at, (errors.get(at, 0.0) / totals[at]) if totals[at] > 0 else None] for at in times]
+            result[f"{side}Connections"] = [[at, round(totals[at])] for at in times]
+            result[f"{side}Errors"] = [[at, round(errors.get(at, 0.0))] for at in times]
+            result[f"{side}Queries"] = [*errors_selectors, *total_selectors]
         result["threshold"] = metric.max
         return result
 
