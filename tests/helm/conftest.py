@@ -70,6 +70,7 @@ CASES: dict[str, Case] = {
         {
             "replicaCount": 2,
             "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "kube-prometheus"}},
+            "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus"}},
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mesh", "effect": "NoSchedule"}],
             "affinity": {
@@ -172,6 +173,7 @@ EXTRA_KINDS = (
     resource_type("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
     resource_type("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
     resource_type("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor"),
+    resource_type("monitoring.coreos.com", "v1", "prometheusrules", "PrometheusRule"),
     resource_type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 )
 DEPLOYMENTS = resource_type("apps", "v1", "deployments", "Deployment")
