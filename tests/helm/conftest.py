@@ -135,6 +135,11 @@ CASES: dict[str, Case] = {
         namespace="canary-secrets",
         extra_namespaces=("shop",),
     ),
+    "web-dashboard": Case(
+        {"dashboard": {"enabled": True, "port": 3101}, "watchNamespaces": ["shop"], "networkPolicy": {"enabled": True}},
+        namespace="canary-web",
+        extra_namespaces=("shop",),
+    ),
     "wrong-type": Case({"replicaCount": "two"}, namespace="canary-wrong"),
 }
 
