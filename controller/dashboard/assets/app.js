@@ -533,23 +533,29 @@ async function loadDetail() {
 function routeTable(id, caption, items, other) {
   const weights = new Map((other || []).map((d) => [d.destination, d.weight]));
   const rows = (items || []).map((d) => {
-    const changed = other && weights.get(d.destination) !== d.weight;
+    const changed = other && other.length > 0 && weights.get(d.destination) !== d.weight;
     return `<tr${changed ? ' class="changed"' : ''}><td class="mono">${esc(d.destination)}</td><td class="num">${d.weight ?? '–'}${d.weight === null || d.weight === undefined ? '' : ' %'}</td></tr>`;
   }).join('');
   return `<table id="${id}"><caption class="muted">${caption}</caption><thead><tr><th scope="col">Destination</th><th scope="col" class="num">Weight</th></tr></thead>
     <tbody>${rows || '<tr><td colspan="2" class="muted">not known</td></tr>'}</tbody></table>`;
 }
 
+function sampleText(errors, connections) {
+  const e = Math.round(Number(errors));
+  const n = Math.round(Number(connections));
+  return `${e} error${e === 1 ? '' : 's'} in ${n} connection${n === 1 ? '' : 's'}`;
+}
+
 function checkHtml(c) {
   const verdict = c.verdict || 'not-yet';
   const errors = (ratio, connections) => (ratio === null || ratio === undefined || connections === null || connections === undefined
     ? null : Math.round(Number(ratio) * Number(connections)));
-  const canaryErrors = errors(c.canaryValue, c.canaryConnections);
-  const stableErrors = errors(c.stableValue, c.stableConnections);
+  const canaryErrors = c.canaryErrors ?? errors(c.canaryValue, c.canaryConnections);
+  const stableErrors = c.stableErrors ?? errors(c.stableValue, c.stableConnections);
   const sample = c.canaryConnections === null || c.canaryConnections === undefined
     ? 'no connections counted yet'
-    : `${canaryErrors} error${canaryErrors === 1 ? '' : 's'} in ${c.canaryConnections} connection${c.canaryConnections === 1 ? '' : 's'}`
-      + (c.stableConnections === null || c.stableConnections === undefined ? '' : ` (stable: ${stableErrors} in ${c.stableConnections})`);
+    : sampleText(canaryErrors, c.canaryConnections)
+      + (c.stableConnections === null || c.stableConnections === undefined ? '' : ` (stable: ${Math.round(stableErrors)} in ${Math.round(c.stableConnections)})`);
   const links = c.prometheusLinks || [];
   const queries = (c.queries || []).map((q, i) => `<li><code>${esc(q)}</code>${
     links[i] ? `<a class="promql" href="${esc(links[i])}" target="_blank" rel="noopener noreferrer">Open in Prometheus</a>` : ''}
@@ -561,7 +567,7 @@ function checkHtml(c) {
     <p class="muted">canary ${pct(c.canaryValue, 4)} · stable ${pct(c.stableValue, 4)} · threshold ${esc(value(c.threshold))}</p>
     <ul class="legend-keys" aria-hidden="true"><li class="key" style="--c: var(--canary)">canary error ratio</li><li class="key" style="--c: var(--stable)">stable error ratio</li><li class="key" style="--c: var(--diff)">difference (canary − stable)</li><li class="key" style="--c: var(--band)">above the threshold</li><li class="key" style="--c: var(--muted)">canary connections</li></ul>
     <div class="chart series" role="img" aria-label="Error ratio over time for check ${esc(c.name)}"><p class="muted">Loading the series…</p></div>
-    <details${verdict === 'fail' ? ' open' : ''}><summary>PromQL (${(c.queries || []).length})</summary><ul class="promql-list">${queries || '<li class="muted">no query recorded</li>'}</ul></details>
+    <details><summary>PromQL (${(c.queries || []).length})</summary><ul class="promql-list">${queries || '<li class="muted">no query recorded</li>'}</ul></details>
   </section>`;
 }
 
@@ -582,7 +588,10 @@ function renderRollout() {
       <dl>
         <dt>Check</dt><dd data-field="check">${esc(f.check)}</dd>
         <dt>Value</dt><dd data-field="value">${esc(value(f.value))}</dd>
-        <dt>Threshold</dt><dd data-field="threshold">${esc(value(f.threshold))}</dd>
+        <dt>Threshold</dt><dd data-field="threshold">${esc(value(f.threshold))}</dd>${
+  f.canaryConnections === null || f.canaryConnections === undefined ? '' : `
+        <dt>Sample</dt><dd data-field="sample">${esc(sampleText(f.canaryErrors ?? Math.round(Number(f.value) * Number(f.canaryConnections)), f.canaryConnections))}${
+  f.stableValue === null || f.stableValue === undefined ? '' : ` (stable ${esc(pct(f.stableValue, 4))})`}</dd>`}
         <dt>Step</dt><dd data-field="step">${esc(f.step)}</dd>
         <dt>At</dt><dd data-field="at">${esc(when(f.at))}</dd>
       </dl>
@@ -619,7 +628,7 @@ function renderRollout() {
     (p.route || []).map((x) => `${esc(x.destination)} ${x.weight}`).join(' · ')}</td></tr>`).join('');
   const runRows = (d.runs || []).slice().reverse().map((r) => {
     const total = r.startedAt && r.endedAt ? duration(unix(r.endedAt) - unix(r.startedAt)) : 'running';
-    const steps = (r.steps || []).map((s) => `${s.weight} %: ${duration(s.seconds)}`).join(' · ');
+    const steps = (r.steps || []).map((s, i) => `${s.weight === null || s.weight === undefined ? `step ${i + 1}` : `${s.weight} %`}: ${duration(s.seconds)}`).join(' · ');
     return `<tr><td class="mono">${esc(r.runId || '–')}</td><td><span class="phase phase-${esc(r.outcome)}">${esc(r.outcome || 'running')}</span></td><td>${esc(when(r.startedAt))}</td><td class="num">${total}</td><td>${esc(steps)}</td></tr>`;
   }).join('');
 
@@ -750,12 +759,27 @@ function drawRolloutCharts() {
   for (const el of main.querySelectorAll('.check[data-check]')) loadSeries(el);
 }
 
+function markerWeight(m, row) {
+  // The weight a marker stands for: its own, else a step start's "step N/M" read against the schedule,
+  // a rollback's 0 (the original route) and a promotion's 100.
+  if (m.weight !== null && m.weight !== undefined) return m.weight;
+  if (m.kind === 'step') {
+    const match = /step (\d+)\/(\d+)/.exec(m.text || '');
+    const steps = row.steps || [];
+    if (match && steps.length === Number(match[2])) return steps[Number(match[1]) - 1] ?? null;
+  }
+  if (m.kind === 'rollback' && /restored|RolledBack/.test(m.text || '')) return 0;
+  if (m.kind === 'promote') return 100;
+  return null;
+}
+
 function drawTimeline() {
   const container = document.getElementById('timeline');
   const d = state.detail;
   if (!container || !d) return;
   const markers = (d.timeline || []).filter((m) => m.at).map((m) => ({ ...m, t: unix(m.at) })).filter((m) => Number.isFinite(m.t));
-  const points = markers.filter((m) => m.weight !== null && m.weight !== undefined);
+  const points = markers.map((m) => ({ ...m, weight: markerWeight(m, d.row) }))
+    .filter((m) => m.weight !== null && m.weight !== undefined);
   if (!points.length) {
     container.innerHTML = '<p class="muted">No weight has been written yet.</p>';
     return;
