@@ -75,6 +75,8 @@ def _secret_refs(policy: CanaryPolicy) -> Iterator[tuple[str, SecretRef]]:
             yield f"{where}.webhook.url", route.webhook.url
             if route.webhook.secret is not None:
                 yield f"{where}.webhook.secret", route.webhook.secret
+        if route.pagerduty is not None:
+            yield f"{where}.pagerduty.routingKey", route.pagerduty.routing_key
 
 
 def refusals(policy: CanaryPolicy, rules: TenantRules) -> list[Refusal]:

@@ -17,7 +17,15 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from controller.core.display import is_plain, shown
-from controller.core.policy import CanaryPolicy, GenericWebhookTarget, Path, SecretRef, WebhookUrlTarget
+from controller.core.policy import (
+    CanaryPolicy,
+    GenericWebhookTarget,
+    PagerDutyTarget,
+    Path,
+    SecretRef,
+    TeamsTarget,
+    WebhookUrlTarget,
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,13 @@ def _secret_hint(found: type[BaseModel] | None) -> str | None:
     """Why a literal string cannot stand here and how to reference it, or None where no secret belongs."""
     if found is SecretRef:
         return f"must not hold the secret itself: write {_SECRET_FORM}"
-    for model, field, what in ((WebhookUrlTarget, "webhookUrl", "webhook URL"), (GenericWebhookTarget, "url", "URL")):
+    hinted: tuple[tuple[type[BaseModel], str, str], ...] = (
+        (WebhookUrlTarget, "webhookUrl", "webhook URL"),
+        (TeamsTarget, "webhookUrl", "webhook URL"),
+        (GenericWebhookTarget, "url", "URL"),
+        (PagerDutyTarget, "routingKey", "routing key"),
+    )
+    for model, field, what in hinted:
         if found is model:
             forms = " or ".join(f"{{{field}: {form}}}" for form in _SECRET_FORM.split(" or "))
             return f"must not hold the {what} itself (it is a secret): write {forms}"

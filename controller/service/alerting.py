@@ -98,15 +98,19 @@ class AlertDispatcher:
 
         A lasting alert (rolled back, failed, drift) stays firing in Alertmanager, re-posted every
         ``REPOST_SECONDS``, until a later run of the same policy is promoted; then it is posted once more
-        with ``endsAt`` and forgotten.
+        with ``endsAt`` and forgotten. An alert that opened a PagerDuty incident is not re-posted; once the
+        policy is promoted (a later run, or the same run after a pause) a resolve event closes the incident.
         """
         started = self.dispatch(policy=policy, ref=ref, status=status)
         now = self.clock.now()
         routes = {route.name: route for route in [*self.default_routes, *policy.spec.alerts]}
         for firing in status.firing_alerts:
             route = routes.get(firing.route)
-            resolve = status.phase == Phase.PROMOTED and status.run_id != firing.alert.run_id
-            due = (now - firing.posted_at).total_seconds() >= REPOST_SECONDS
+            paging = route is not None and route.sink == "pagerduty"
+            # A PagerDuty incident stays open by itself (no re-post) until a promotion: of a later run, or of
+            # the same run once a pause or drift that paged someone is over.
+            resolve = status.phase == Phase.PROMOTED and (paging or status.run_id != firing.alert.run_id)
+            due = not paging and (now - firing.posted_at).total_seconds() >= REPOST_SECONDS
             if route is None or not (resolve or due):
                 continue
             token = f"{firing.alert.key}#{firing.route}#{'resolve' if resolve else 'repost'}"
@@ -235,7 +239,9 @@ class AlertDispatcher:
                 )
                 if self.on_outcome is not None:
                     self.on_outcome(route.sink, outcome.result)
-                if route.sink == "alertmanager" and outcome.result == "sent" and alert.name in LASTING:
+                if outcome.result == "sent" and (
+                    (route.sink == "alertmanager" and alert.name in LASTING) or route.sink == "pagerduty"
+                ):
                     firing.append(FiringAlert(alert=alert, route=route.name, posted_at=self.clock.now()))
             self._record(ref, alert.key, records, firing)
             with self._lock:

@@ -306,11 +306,11 @@ def check_message_card(card: dict[str, Any]) -> None:
     assert len(json.dumps(card).encode()) <= 28 * 1024
 
 
-def test_teams_gets_a_message_card_coloured_by_severity_with_facts_and_graph_buttons(
+def test_teams_asked_for_a_message_card_gets_one_coloured_by_severity_with_facts_and_graph_buttons(
     receiver: Receiver, http: httpx.Client
 ) -> None:
     receiver.default = Reply(body=b"1")
-    sink = TeamsSink(http, webhook_url=receiver.url(TEAMS_PATH))
+    sink = TeamsSink(http, webhook_url=receiver.url(TEAMS_PATH), card_format="messageCard")
 
     sink.send(alert_message())
     critical = receiver.last.json()
@@ -332,10 +332,11 @@ def test_teams_gets_a_message_card_coloured_by_severity_with_facts_and_graph_but
     assert [action["name"] for action in critical["potentialAction"]] == ["Graph: controller", "Graph: error-rate"]
 
 
-def test_teams_card_stays_under_28_kb_however_many_checks_fail(receiver: Receiver, http: httpx.Client) -> None:
+def test_teams_message_card_stays_under_28_kb_however_many_checks_fail(receiver: Receiver, http: httpx.Client) -> None:
     receiver.default = Reply(body=b"1")
 
-    TeamsSink(http, webhook_url=receiver.url(TEAMS_PATH)).send(alert_message(checks=many_checks(60)))
+    sink = TeamsSink(http, webhook_url=receiver.url(TEAMS_PATH), card_format="messageCard")
+    sink.send(alert_message(checks=many_checks(60)))
 
     card = receiver.last.json()
     check_message_card(card)
@@ -611,11 +612,18 @@ def test_a_url_that_is_not_http_is_refused_without_repeating_it(http: httpx.Clie
 
 
 def test_make_sink_builds_each_kind(http: httpx.Client) -> None:
-    sinks = [make_sink(kind, http, url="https://example.com/x") for kind in SINK_KINDS]
+    sinks = [
+        make_sink(kind, http, url="https://example.com/x", routing_key="r" * 32 if kind == "pagerduty" else None)
+        for kind in SINK_KINDS
+    ]
 
-    assert [sink.name for sink in sinks] == ["alertmanager", "slack", "teams", "discord", "webhook"]
+    assert [sink.name for sink in sinks] == ["alertmanager", "slack", "teams", "discord", "webhook", "pagerduty"]
     with pytest.raises(ValueError, match="only the webhook sink takes a signing secret"):
         make_sink("slack", http, url="https://example.com/x", secret="s3cret-value")
+    with pytest.raises(ValueError, match="only the pagerduty sink takes a routing key"):
+        make_sink("webhook", http, url="https://example.com/x", routing_key="r" * 32)
+    with pytest.raises(ValueError, match="pagerduty sink: a routing key is required"):
+        make_sink("pagerduty", http, url="https://example.com/x")
 
 
 # ------------------------------------------------------------------------------------------------ failure modes

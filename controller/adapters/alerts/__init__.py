@@ -1,4 +1,4 @@
-"""Alert sinks: where an ``AlertMessage`` goes (Alertmanager, Slack, Microsoft Teams, Discord, a generic webhook).
+"""Alert sinks: where an ``AlertMessage`` goes (Alertmanager, Slack, Microsoft Teams, Discord, a webhook, PagerDuty).
 
 Each sink takes an ``httpx.Client`` and one destination, renders the message in the format that service
 documents, and POSTs it once: ``send`` either returns (delivered) or raises ``AlertDeliveryError`` saying
@@ -11,8 +11,8 @@ Modules:
   httpx's logs).
 - ``retry``: the ``AlertSink`` protocol and ``deliver``, the retry loop.
 - ``formatting``: times, numbers, JSON bodies and the words and links every sink shows.
-- ``alertmanager``, ``slack``, ``teams``, ``discord``, ``webhook``: one module per sink; ``webhook``
-  documents the generic payload (a public contract) and ``verify_signature`` for receivers.
+- ``alertmanager``, ``slack``, ``teams``, ``discord``, ``webhook``, ``pagerduty``: one module per sink;
+  ``webhook`` documents the generic payload (a public contract) and ``verify_signature`` for receivers.
 - ``delivery``: ``make_sink`` and ``HttpAlertDelivery``, the ``AlertDelivery`` port: a route's secrets
   resolved, its sink built, the message delivered with retries.
 """
@@ -20,6 +20,7 @@ Modules:
 from controller.adapters.alerts.alertmanager import AlertmanagerSink
 from controller.adapters.alerts.delivery import SINK_KINDS, HttpAlertDelivery, SinkKind, make_sink
 from controller.adapters.alerts.discord import DiscordSink, embed_size
+from controller.adapters.alerts.pagerduty import PagerDutySink
 from controller.adapters.alerts.retry import AlertSink, deliver
 from controller.adapters.alerts.slack import SlackSink
 from controller.adapters.alerts.teams import TeamsSink
@@ -31,6 +32,7 @@ __all__ = [
     "AlertmanagerSink",
     "DiscordSink",
     "HttpAlertDelivery",
+    "PagerDutySink",
     "SinkKind",
     "SlackSink",
     "TeamsSink",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controller.core.policy.fields import ALERT_NAMES, CREDENTIAL_HEADERS, ERROR_RATIO_TEMPLATES
-from controller.core.policy.models import CanaryPolicy
+from controller.core.policy.models import ALERT_SINKS, CanaryPolicy
 from controller.core.policy.rules import TEMPLATE_VARIABLES
 from controller.core.promql import NUMERIC_VARIABLES
 
@@ -126,7 +126,11 @@ def _editor_rules() -> dict[str, list[dict[str, Any]]]:
             },
         ],
         "AlertRoute": [
-            _exactly_one("alertmanager", "slack", "teams", "discord", "webhook"),
+            _exactly_one(*ALERT_SINKS),
+            {
+                "if": _set("pagerduty"),
+                "then": {"properties": {"on": {"items": {"not": {"const": "CanaryPromoted"}}}}},
+            },
             {"properties": {"severity": {"propertyNames": {"enum": list(ALERT_NAMES)}}}},
         ],
         "SecretRef": [_exactly_one("secretKeyRef", "env")],

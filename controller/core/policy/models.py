@@ -381,11 +381,43 @@ class WebhookUrlTarget(_Model):
     webhook_url: SecretRef = Field(description="The webhook URL, from a Secret key or an environment variable.")
 
 
+class TeamsTarget(_Model):
+    """A Microsoft Teams webhook: a Workflows webhook (an Adaptive Card) or a legacy connector (a MessageCard)."""
+
+    webhook_url: SecretRef = Field(description="The webhook URL, from a Secret key or an environment variable.")
+    format: Literal["adaptiveCard", "messageCard"] = Field(
+        "adaptiveCard",
+        description="adaptiveCard (default): an Adaptive Card 1.4 in the message envelope Teams Workflows "
+        "webhooks take. messageCard: the legacy connector card, only for an Office 365 connector webhook "
+        "still in service (Microsoft retired those connectors; Workflows refuse MessageCards).",
+    )
+
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class PagerDutyTarget(_Model):
+    """A PagerDuty service through the Events API v2: an incident per policy and run, resolved by a promotion."""
+
+    routing_key: SecretRef = Field(
+        description="The service's Events API v2 integration key (routing key), by reference: it is a secret."
+    )
+    url: HttpUrl = Field(
+        PAGERDUTY_EVENTS_URL,
+        description="The Events API v2 endpoint. Default: " + PAGERDUTY_EVENTS_URL + " (EU service region: "
+        "https://events.eu.pagerduty.com/v2/enqueue).",
+    )
+
+
 class GenericWebhookTarget(_Model):
     """A generic JSON webhook, signed with HMAC-SHA256 when a secret is given."""
 
     url: SecretRef = Field(description="The receiver's URL, by reference.")
     secret: SecretRef | None = Field(None, description="Shared secret for the X-Canary-Signature header.")
+
+
+ALERT_SINKS = ("alertmanager", "slack", "teams", "discord", "webhook", "pagerduty")
+"""The kinds of sink an alert route can name, one per route."""
 
 
 class AlertRoute(_Model):
@@ -394,9 +426,10 @@ class AlertRoute(_Model):
     name: DnsLabel = Field(description="Name of this route, unique in the policy.")
     alertmanager: AlertmanagerTarget | None = None
     slack: WebhookUrlTarget | None = None
-    teams: WebhookUrlTarget | None = None
+    teams: TeamsTarget | None = None
     discord: WebhookUrlTarget | None = None
     webhook: GenericWebhookTarget | None = None
+    pagerduty: PagerDutyTarget | None = None
     on: list[Literal[ALERT_NAMES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(DEFAULT_ALERTS_ON),
         description="Which alerts: " + ", ".join(ALERT_NAMES) + ". Default: rollbacks (every path), failures "
@@ -408,14 +441,24 @@ class AlertRoute(_Model):
 
     @model_validator(mode="after")
     def _one_sink(self) -> AlertRoute:
-        sinks = [name for name in ("alertmanager", "slack", "teams", "discord", "webhook") if getattr(self, name)]
+        sinks = [name for name in ALERT_SINKS if getattr(self, name)]
         if len(sinks) != 1:
             raise rules_error(
                 [
                     (
                         (),
-                        "exactly one of alertmanager, slack, teams, discord or webhook must be set"
+                        f"exactly one of {', '.join(ALERT_SINKS[:-1])} or {ALERT_SINKS[-1]} must be set"
                         + (f" (got {', '.join(sinks)})" if sinks else ""),
+                    )
+                ]
+            )
+        if self.pagerduty is not None and "CanaryPromoted" in self.on:
+            raise rules_error(
+                [
+                    (
+                        ("on",),
+                        "a pagerduty route cannot take CanaryPromoted (it would page someone for a success): "
+                        "a promotion resolves the incidents of the policy's earlier runs by itself",
                     )
                 ]
             )
@@ -424,7 +467,7 @@ class AlertRoute(_Model):
     @property
     def sink(self) -> str:
         """Which kind of sink this route uses."""
-        return next(name for name in ("alertmanager", "slack", "teams", "discord", "webhook") if getattr(self, name))
+        return next(name for name in ALERT_SINKS if getattr(self, name))
 
 
 class Spec(_Model):
