@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps browser-deps lint test fuzz demo sandbox bench schema clean
+.PHONY: help venv deps browser-deps lint test fuzz demo sandbox bench schema chart dist clean
 
 help:
 	@echo "make demo    set up, then run the whole rollout on this machine: real Envoy, Prometheus, Alertmanager"
@@ -15,6 +15,8 @@ help:
 	@echo "make fuzz    the fuzz suite at nightly size: lint and plan on generated, mutated and hostile files"
 	@echo "make bench   rollback latency, scale and judgement benchmarks into benchmarks/results/ (about half an hour)"
 	@echo "make schema  regenerate policies/canarypolicy.schema.json and the CRD in helm/crds/ from the models"
+	@echo "make chart   package the Helm chart into dist/ (versioned .tgz with Artifact Hub annotations)"
+	@echo "make dist    wheel, sdist, chart and a CycloneDX SBOM of the image's Python environment into dist/, with SHA256SUMS"
 
 # The controller and the sandbox (its own distribution in sandbox/: the API emulator, Envoy gateway, demo).
 $(STAMP): pyproject.toml sandbox/pyproject.toml
@@ -46,8 +48,8 @@ browser-deps:
 	@echo "chromium: $$(chromium --version 2>/dev/null | head -1)"
 
 lint: venv
-	$(BIN)/ruff check controller sandbox tests benchmarks
-	$(BIN)/ruff format --check controller sandbox tests benchmarks
+	$(BIN)/ruff check controller sandbox tests benchmarks tools
+	$(BIN)/ruff format --check controller sandbox tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -85,6 +87,15 @@ bench: venv deps
 	$(BIN)/python -m benchmarks.scale --out benchmarks/results
 	$(BIN)/python -m benchmarks.judgement_accuracy --out benchmarks/results
 	$(BIN)/python -m benchmarks.report --out benchmarks/results
+
+# Release artifacts (tools/release.py): the chart as a versioned .tgz with Artifact Hub annotations; dist adds
+# the wheel, the sdist and a CycloneDX SBOM of the image's Python environment, with SHA256SUMS.
+chart: venv
+	$(BIN)/python -m tools.release chart --out dist
+
+dist: venv
+	$(BIN)/python -m pip install --quiet -e '.[release]'
+	$(BIN)/python -m tools.release dist --out dist
 
 schema: venv
 	$(BIN)/canaryctl schema > policies/canarypolicy.schema.json

@@ -416,6 +416,15 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON result on stdout; progress lines, no live view, on stderr.")
     ] = False,
+    dashboard_port: Annotated[
+        int,
+        typer.Option(
+            "--dashboard-port",
+            min=0,
+            max=65535,
+            help="Serve the web dashboard on this port while the demo runs (another free one when taken).",
+        ),
+    ] = 3100,
 ) -> None:
     """Run Istio's TCP traffic shift on this machine with a real Envoy, Prometheus and Alertmanager.
 
@@ -439,6 +448,7 @@ def demo(
         rate=rate,
         scrape_seconds=scrape_seconds,
         analysis_seconds=max(scrape_seconds * 2, 1.0),
+        dashboard_port=dashboard_port,
     )
 
     def interrupt(signum: int, frame: object) -> None:
@@ -450,7 +460,12 @@ def demo(
     try:
         live = not as_json and sys.stderr.isatty()
         with sandbox_demo.progress_view(sys.stderr, live=live) as view:
-            result = sandbox_demo.run_demo(options, on_update=view.update, on_policy=view.policy)
+            result = sandbox_demo.run_demo(
+                options,
+                on_update=view.update,
+                on_policy=view.policy,
+                on_dashboard=lambda url: typer.echo(f"dashboard: {url} (served while the demo runs)", err=True),
+            )
     except SandboxError as exc:
         typer.echo(f"canaryctl demo: the sandbox could not start: {exc}", err=True)
         raise typer.Exit(2) from None

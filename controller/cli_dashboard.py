@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,6 +39,16 @@ def dashboard(
             help="Prometheus for the check charts (e.g. a port-forward). Default: each policy's own URL.",
         ),
     ] = None,
+    policies: Annotated[
+        Path | None,
+        typer.Option(
+            "--policies",
+            metavar="DIR",
+            exists=True,
+            file_okay=False,
+            help="The policy files of file-mode rollouts (CANARY_POLICY_DIR), for their plan and charts.",
+        ),
+    ] = None,
     tick: Annotated[float, typer.Option("--tick", min=0.1, help="Seconds between live updates.")] = 2.0,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
@@ -64,6 +75,7 @@ def dashboard(
             port=port,
             actor=f"{user} (dashboard)" if user else "dashboard",
             tick_seconds=tick,
+            policy_dir=policies,
         )
     except CanaryError as exc:
         for problem in exc.problems:

@@ -37,7 +37,7 @@ from controller.core.promql import quote as quote_promql
 from controller.core.status import CommandKind, RolloutStatus
 from controller.core.status_view import pending_commands, preview_command
 from controller.errors import CanaryError, NotFoundError
-from controller.ports import SourcedPolicy
+from controller.ports import PolicySource, SourcedPolicy
 
 MAX_SERIES_POINTS = 720
 """Most points a series has; the step grows to keep a long range under it."""
@@ -132,6 +132,8 @@ class DashboardData:
         namespaces: the namespaces shown by default; None for every namespace.
         prometheus_url: the Prometheus the series come from; None to use each policy's own URL.
         http: the client for Prometheus range queries.
+        file_policies: where file-mode policies are read (a directory of policy files), for their spec;
+            None: file-mode rollouts are shown from their status only.
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class DashboardData:
         namespaces: Sequence[str] | None,
         prometheus_url: str | None,
         http: httpx.Client,
+        file_policies: PolicySource | None = None,
     ) -> None:
         self.api = api
         self.router = KubernetesTrafficRouter(mesh or api)
@@ -150,6 +153,13 @@ class DashboardData:
         self.namespaces = list(namespaces) if namespaces is not None else None
         self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
         self.http = http
+        self.file_policies = file_policies
+
+    def close(self) -> None:
+        """Close the Prometheus client and the policy files' reader."""
+        self.http.close()
+        if self.file_policies is not None:
+            self.file_policies.close()
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -168,6 +178,12 @@ class DashboardData:
 
     def _found(self, namespaces: Sequence[str] | None, name: str | None = None) -> list[_Found]:
         scopes: list[str | None] = list(namespaces) if namespaces is not None else [None]
+        files: dict[tuple[str, str], CanaryPolicy] = {}
+        if self.file_policies is not None:
+            files = {
+                (sourced.ref.namespace, sourced.ref.name): sourced.policy
+                for sourced in self.file_policies.snapshot().policies
+            }
         found: list[_Found] = []
         for scope in scopes:
             listing = list_statuses(
@@ -176,7 +192,7 @@ class DashboardData:
             specs = self._specs(scope, name)
             for stored in listing.statuses:
                 raw = specs.get((stored.namespace, stored.name)) if stored.source == "crd" else None
-                policy = None
+                policy = files.get((stored.namespace, stored.name)) if stored.source == "file" else None
                 if raw is not None:
                     entry = policy_from_resource(raw)
                     policy = entry.policy if isinstance(entry, SourcedPolicy) else None

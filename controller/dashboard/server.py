@@ -149,6 +149,7 @@ class DashboardServer(ThreadingHTTPServer):
         self.server_close()
         if self._thread is not None:
             self._thread.join(5)
+        self.data.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away is not an error worth a traceback."""

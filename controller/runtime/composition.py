@@ -12,6 +12,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -291,6 +292,7 @@ def cluster_dashboard(settings: Settings) -> DashboardServer | None:
         namespaces=namespaces,
         prometheus_url=settings.prometheus_url,
         http=httpx.Client(timeout=settings.prometheus_timeout_seconds),
+        file_policies=DirectoryPolicySource(settings.policy_dir) if settings.policy_dir is not None else None,
     )
     config = DashboardConfig(mode="cluster", namespaces=namespaces, tick_seconds=max(settings.tick_seconds, 2.0))
     return DashboardServer(
@@ -319,6 +321,7 @@ def open_dashboard(
     port: int,
     actor: str | None,
     tick_seconds: float = 2.0,
+    policy_dir: Path | None = None,
 ) -> DashboardServer:
     """``canaryctl dashboard``: the local dashboard over the user's kubeconfig, serving in the background.
 
@@ -333,6 +336,7 @@ def open_dashboard(
         namespaces=namespaces,
         prometheus_url=prometheus_url,
         http=httpx.Client(timeout=10.0),
+        file_policies=DirectoryPolicySource(policy_dir) if policy_dir is not None else None,
     )
     config = DashboardConfig(
         mode="local", namespaces=namespaces, actor=actor, prometheus=prometheus_url, tick_seconds=tick_seconds

@@ -55,8 +55,9 @@ from canary_sandbox.scenario import (
 )
 from canary_sandbox.tcpecho import TcpEchoServer
 from canary_sandbox.xds import Address, Backend, cluster_name
+from controller.dashboard.server import DashboardServer
 from controller.runtime import logs
-from controller.runtime.composition import build_daemon
+from controller.runtime.composition import build_daemon, open_dashboard
 from controller.runtime.daemon import Daemon
 from controller.settings import Settings
 
@@ -79,6 +80,8 @@ class DemoOptions:
         analysis_seconds: the policy's analysis interval.
         gateway_port: the listener's port when free (another free one otherwise).
         timeout_seconds: give up after this long (the outcome is then whatever the rollout reached).
+        dashboard_port: where the web dashboard serves the rollout while the demo runs (another free port
+            when taken); None: no dashboard.
     """
 
     variant: Variant = "istio"
@@ -89,6 +92,7 @@ class DemoOptions:
     analysis_seconds: float = 2.0
     gateway_port: int = GATEWAY_PORT
     timeout_seconds: float = 180.0
+    dashboard_port: int | None = 3100
 
 
 @dataclass
@@ -256,6 +260,7 @@ class Sandbox:
         self.daemon: Daemon | None = None
         self.load: LoadClient | None = None
         self.policy: dict[str, Any] | None = None
+        self.dashboard_url: str | None = None
 
     def __enter__(self) -> Sandbox:
         try:
@@ -375,6 +380,34 @@ class Sandbox:
         daemon = self._component("controller", lambda: build_daemon(settings))
         self.daemon = daemon.start()
         self._stack.callback(daemon.stop)
+        if self.options.dashboard_port is not None:
+            self._start_dashboard(kubeconfig, policies)
+
+    def _start_dashboard(self, kubeconfig: Path, policies: Path) -> None:
+        """``canaryctl dashboard``'s server over the emulator, on the port asked for or a free one."""
+        assert self.prometheus is not None
+        port = self.options.dashboard_port
+
+        def start(on_port: int) -> DashboardServer:
+            return open_dashboard(
+                kubeconfig=str(kubeconfig),
+                context=None,
+                namespaces=None,
+                prometheus_url=self.prometheus.url if self.prometheus is not None else None,
+                controller_namespace=CONTROLLER_NAMESPACE,
+                host="127.0.0.1",
+                port=on_port,
+                actor="demo (dashboard)",
+                tick_seconds=1.0,
+                policy_dir=policies,
+            )
+
+        try:
+            server = start(port or 0)
+        except OSError:
+            server = self._component("dashboard", lambda: start(0))
+        self._stack.callback(server.stop)
+        self.dashboard_url = server.url
 
     def status(self) -> dict[str, Any] | None:
         """The rollout's persisted status (file mode: a ConfigMap in the controller's namespace)."""
@@ -407,11 +440,13 @@ def run_demo(
     on_update: Callable[[LiveState], None] | None = None,
     on_policy: Callable[[dict[str, Any]], None] | None = None,
     workdir: Path | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the demo to its outcome and measure it (see the module docstring).
 
     ``on_update`` receives the live state a few times a second; ``on_policy`` the CanaryPolicy the
-    controller runs, once, just before the controller starts.
+    controller runs, once, just before the controller starts; ``on_dashboard`` the web dashboard's URL, once
+    it serves (``options.dashboard_port``), until the demo ends.
 
     Raises:
         SandboxError: a component could not start (its ``component`` says which).
@@ -420,12 +455,20 @@ def run_demo(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canaryctl-demo-")))
         sandbox = stack.enter_context(Sandbox(options, workdir))
-        return _drive(sandbox, on_update or (lambda state: None), on_policy or (lambda policy: None))
+        return _drive(
+            sandbox,
+            on_update or (lambda state: None),
+            on_policy or (lambda policy: None),
+            on_dashboard or (lambda url: None),
+        )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _drive(
-    sandbox: Sandbox, on_update: Callable[[LiveState], None], on_policy: Callable[[dict[str, Any]], None]
+    sandbox: Sandbox,
+    on_update: Callable[[LiveState], None],
+    on_policy: Callable[[dict[str, Any]], None],
+    on_dashboard: Callable[[str], None],
 ) -> DemoResult:
     options = sandbox.options
     assert sandbox.sync is not None
@@ -443,6 +486,8 @@ def _drive(
     sandbox.start_controller()
     assert sandbox.policy is not None
     on_policy(sandbox.policy)
+    if sandbox.dashboard_url is not None:
+        on_dashboard(sandbox.dashboard_url)
     verdicts: dict[int, str] = {}
     shares: dict[int, float] = {}  # weight -> the controller's measured canary share at its last evaluation
     state = LiveState()
