@@ -1008,7 +1008,11 @@ async function start() {
     state.config = await api('api/config');
   } catch (err) {
     setLive(false, err.status === 401 ? 'not signed in' : 'disconnected');
-    if (err.status !== 401) {
+    if (err.status === 401) {
+      main.innerHTML = `<p>This dashboard shows rollouts to callers with a Kubernetes token that may <code>get</code>
+        canarypolicies. <button type="button" id="sign-in">Sign in with a token</button></p>`;
+      main.querySelector('#sign-in').addEventListener('click', () => askToken(err.message));
+    } else {
       main.innerHTML = `<p class="error">${err.status === 403 ? 'Not allowed' : 'The dashboard server did not answer'}: ${esc(err.message)}</p>`;
     }
     return;
