@@ -155,6 +155,7 @@ class Outcome:
     error: str | None = None
     lint: dict[str, Any] | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # hook objects (helm test pods), not installed
     in_cluster: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by plural, as the API holds them
 
 
@@ -200,7 +201,11 @@ def helm_worker() -> None:
             )
         except helm_sdkpy.HelmError as exc:
             return {"error": str(exc)}
-        return {"manifest": release.get("manifest") or "", "notes": (release.get("info") or {}).get("notes") or ""}
+        return {
+            "manifest": release.get("manifest") or "",
+            "notes": (release.get("info") or {}).get("notes") or "",
+            "hooks": [hook.get("manifest") or "" for hook in release.get("hooks") or []],
+        }
 
     async def run_all() -> list[dict[str, Any]]:
         return [await run(job) for job in jobs]
@@ -277,6 +282,9 @@ def helm_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             outcome.manifest = result.get("manifest", "")
             outcome.notes = result.get("notes", "")
             outcome.objects = [doc for doc in yaml.safe_load_all(outcome.manifest) if isinstance(doc, dict)]
+            outcome.hooks = [
+                doc for text in result.get("hooks", []) for doc in yaml.safe_load_all(text) if isinstance(doc, dict)
+            ]
             for kind in (*EXTRA_KINDS, DEPLOYMENTS):
                 outcome.in_cluster[kind.plural] = [
                     obj
