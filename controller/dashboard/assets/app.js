@@ -34,6 +34,7 @@ const state = {
   detail: null,
   detailKey: '',
   charts: [],
+  openDetails: new Map(), // which <details> the reader opened or closed, kept across live re-renders
   live: null, // {es} | {timer}
   firstFleetRender: true,
 };
@@ -192,6 +193,7 @@ function route() {
     document.title = `${ns}/${name} · canaryctl dashboard`;
     state.detail = null;
     state.detailKey = '';
+    state.openDetails = new Map();
     main.innerHTML = '<p class="loading">Loading the rollout…</p>';
     loadDetail();
   } else {
@@ -546,7 +548,7 @@ function sampleText(errors, connections) {
   return `${e} error${e === 1 ? '' : 's'} in ${n} connection${n === 1 ? '' : 's'}`;
 }
 
-function checkHtml(c) {
+function checkHtml(c, openAttr = '') {
   const verdict = c.verdict || 'not-yet';
   const errors = (ratio, connections) => (ratio === null || ratio === undefined || connections === null || connections === undefined
     ? null : Math.round(Number(ratio) * Number(connections)));
@@ -567,7 +569,7 @@ function checkHtml(c) {
     <p class="muted">canary ${pct(c.canaryValue, 4)} · stable ${pct(c.stableValue, 4)} · threshold ${esc(value(c.threshold))}</p>
     <ul class="legend-keys" aria-hidden="true"><li class="key" style="--c: var(--canary)">canary error ratio</li><li class="key" style="--c: var(--stable)">stable error ratio</li><li class="key" style="--c: var(--diff)">difference (canary − stable)</li><li class="key" style="--c: var(--band)">above the threshold</li><li class="key" style="--c: var(--muted)">canary connections</li></ul>
     <div class="chart series" role="img" aria-label="Error ratio over time for check ${esc(c.name)}"><p class="muted">Loading the series…</p></div>
-    <details><summary>PromQL (${(c.queries || []).length})</summary><ul class="promql-list">${queries || '<li class="muted">no query recorded</li>'}</ul></details>
+    <details data-keep="promql:${esc(c.name)}"${openAttr}><summary>PromQL (${(c.queries || []).length})</summary><ul class="promql-list">${queries || '<li class="muted">no query recorded</li>'}</ul></details>
   </section>`;
 }
 
@@ -581,7 +583,9 @@ function renderRollout() {
   const routeInfo = d.route || {};
   const drift = Boolean(routeInfo.drift);
   const verdict = row.lastVerdict;
-  const keepOpen = new Set([...main.querySelectorAll('details[open][data-keep]')].map((el) => el.dataset.keep));
+  for (const el of main.querySelectorAll('details[data-keep]')) state.openDetails.set(el.dataset.keep, el.open);
+  const open = (key, byDefault = false) => ((state.openDetails.get(key) ?? byDefault) ? ' open' : '');
+  const focusedAction = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.action : null;
 
   const failureHtml = f ? `<section id="failure-banner" role="alert">
       <h2>${esc(row.phase === 'RolledBack' || row.phase === 'RollingBack' ? 'Rolled back' : 'Failed')}: check ${esc(f.check)} at step ${esc(f.step)}</h2>
@@ -660,11 +664,11 @@ function renderRollout() {
       <h2 id="tl-title">Timeline</h2>
       <ul class="legend-keys" aria-hidden="true"><li class="key" style="--c: var(--weight)">written weight</li><li class="key" style="--c: var(--info)">step start</li><li class="key" style="--c: var(--pass)">check pass</li><li class="key" style="--c: var(--fail)">check fail / rollback</li><li class="key" style="--c: var(--warn)">inconclusive, pause, drift, alert</li><li class="key" style="--c: var(--muted)">command, resume</li></ul>
       <div id="timeline" class="chart" role="img" aria-label="Written weight over time with markers; the same events are listed below"></div>
-      <details data-keep="events" open><summary>Events (${timeline.length}), newest first</summary>
+      <details data-keep="events"${open('events', true)}><summary>Events (${timeline.length}), newest first</summary>
         <ul id="timeline-events">${events || '<li class="muted">no events recorded</li>'}</ul></details>
     </section>
     <h2>Checks</h2>
-    <div class="grid" id="checks">${(d.checks || []).map(checkHtml).join('') || '<p class="muted">No check has run yet.</p>'}</div>
+    <div class="grid" id="checks">${(d.checks || []).map((c) => checkHtml(c, open(`promql:${c.name}`))).join('') || '<p class="muted">No check has run yet.</p>'}</div>
     <div class="grid">
       <section class="card" id="traffic-share" aria-labelledby="ts-title"><h2 id="ts-title">Traffic share</h2>${shareHtml}</section>
       <section class="card" aria-labelledby="route-title"><h2 id="route-title">Route</h2>
@@ -678,10 +682,14 @@ function renderRollout() {
       <section class="card" id="runs" aria-labelledby="runs-title"><h2 id="runs-title">Runs</h2>
         <table><thead><tr><th scope="col">Run</th><th scope="col">Outcome</th><th scope="col">Started</th><th scope="col" class="num">Took</th><th scope="col">Time per step</th></tr></thead><tbody>${runRows || '<tr><td colspan="5" class="muted">no runs yet</td></tr>'}</tbody></table></section>
     </div>
-    <details class="card" data-keep="policy"${keepOpen.has('policy') ? ' open' : ''}><summary>Policy</summary><pre>${esc(JSON.stringify(d.policy, null, 2))}</pre></details>
-    <details class="card" data-keep="status"${keepOpen.has('status') ? ' open' : ''}><summary>Stored status (JSON)</summary><pre>${esc(JSON.stringify(d.status, null, 2))}</pre></details>
+    <details class="card" data-keep="policy"${open('policy')}><summary>Policy</summary><pre>${esc(JSON.stringify(d.policy, null, 2))}</pre></details>
+    <details class="card" data-keep="status"${open('status')}><summary>Stored status (JSON)</summary><pre>${esc(JSON.stringify(d.status, null, 2))}</pre></details>
   </section>`;
   window.scrollTo(0, scrollY);
+  if (focusedAction) {
+    const again = main.querySelector(`button[data-action="${focusedAction}"]`);
+    if (again) again.focus({ preventScroll: true });
+  }
 
   for (const button of main.querySelectorAll('button[data-action]')) {
     button.addEventListener('click', () => confirmAction(row, button.dataset.action));
@@ -720,7 +728,7 @@ function destroyCharts() {
 
 function mountChart(container, build) {
   const width = () => Math.max(280, container.clientWidth || 600);
-  const entry = { plot: build(width()), observer: null };
+  const entry = { plot: build(width()), observer: null, container };
   if (typeof ResizeObserver !== 'undefined') {
     let last = width();
     entry.observer = new ResizeObserver(() => {
@@ -883,11 +891,16 @@ function mergeSeries(lists) {
   return [xs, ...columns];
 }
 
+const seriesCache = new Map(); // "ns/name/check" -> the last series body, drawn at once on a re-render
+
 async function loadSeries(card) {
   const view = state.view;
   const d = state.detail;
   const name = card.dataset.check;
   const container = card.querySelector('.chart');
+  const cacheKey = `${d.row.namespace}/${d.row.name}/${name}`;
+  const cached = seriesCache.get(cacheKey);
+  if (cached) drawSeries(container, cached.body);
   const { start, end } = seriesWindow();
   const query = new URLSearchParams({ check: name, start, end });
   let body;
@@ -895,11 +908,29 @@ async function loadSeries(card) {
     body = await api(`${rolloutPath(d.row.namespace, d.row.name)}/series?${query}`);
   } catch (err) {
     if (state.view !== view || !container.isConnected) return;
+    seriesCache.delete(cacheKey);
+    dropChart(container);
     container.innerHTML = `<p class="${err.status === 503 ? 'muted' : 'error'}">${
       err.status === 503 ? 'Prometheus cannot be reached' : 'No series'}: ${esc(err.message)}</p>`;
     return;
   }
   if (state.view !== view || !container.isConnected) return;
+  const text = JSON.stringify(body);
+  if (cached && cached.text === text) return;
+  seriesCache.set(cacheKey, { body, text });
+  drawSeries(container, body);
+}
+
+function dropChart(container) {
+  const entry = state.charts.find((c) => c.container === container);
+  if (!entry) return;
+  if (entry.observer) entry.observer.disconnect();
+  if (entry.plot) entry.plot.destroy();
+  state.charts = state.charts.filter((c) => c !== entry);
+}
+
+function drawSeries(container, body) {
+  dropChart(container);
   const [xs, canary, stable, connections] = mergeSeries([body.canary, body.stable, body.canaryConnections]);
   if (!xs.length) {
     container.innerHTML = '<p class="muted">Prometheus has no samples for this check in the run\'s window.</p>';
@@ -960,7 +991,8 @@ async function loadSeries(card) {
     },
   }, [xs, canaryPct, stablePct, diff, connections], container));
   if (threshold !== null) {
-    container.setAttribute('aria-label', `${container.getAttribute('aria-label')}; threshold ${threshold.toFixed(3)} %`);
+    container.dataset.label ??= container.getAttribute('aria-label');
+    container.setAttribute('aria-label', `${container.dataset.label}; threshold ${threshold.toFixed(3)} %`);
   }
 }
 
