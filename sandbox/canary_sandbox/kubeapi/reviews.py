@@ -7,8 +7,9 @@ The emulator has no authentication or RBAC of its own; a component that delegate
 As the real server (``pkg/registry/authentication/tokenreview/storage.go``,
 ``pkg/registry/authorization/subjectaccessreview/rest.go``), a create answers 201 with the request's spec
 echoed and a ``status``: ``{"authenticated": true, "user": {...}}`` for a known token, ``{"user": {},
-"error": "..."}`` for an unknown one; ``{"allowed": true|false, "reason": ...}`` for an access review. Empty
-token or missing ``resourceAttributes`` are 422 ``Invalid``, as there.
+"error": "..."}`` for an unknown one; ``{"allowed": true|false, "reason": ...}`` for an access review. An
+empty token is 400 (the TokenReview storage's ``NewBadRequest``), a review without ``resourceAttributes``
+422 ``Invalid`` (``ValidateSubjectAccessReview``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class ReviewTable:
     def _token(self, spec: dict[str, Any]) -> dict[str, Any]:
         token = spec.get("token")
         if not isinstance(token, str) or not token:
-            raise _invalid("authentication.k8s.io", "TokenReview", "spec.token", "Required value")
+            raise bad_request("token is required for TokenReview in authentication")
         with self._lock:
             known = self.tokens.get(token)
         if known is None:
