@@ -207,6 +207,17 @@ function route() {
 
 window.addEventListener('hashchange', route);
 
+document.addEventListener('keydown', (event) => {
+  // "/" jumps to the fleet's filter, as in many list views; not while typing somewhere
+  if (event.key !== '/' || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest && event.target.closest('input, textarea, select, [contenteditable], dialog')) return;
+  const filter = document.getElementById('filter');
+  if (filter) {
+    event.preventDefault();
+    filter.focus();
+  }
+});
+
 // ---------------------------------------------------------------- fleet
 
 function loadSort() {
@@ -262,7 +273,7 @@ function renderFleetShell() {
       <ul id="counts" aria-label="Rollouts by phase (select to filter)"></ul>
       <label class="toggle"><input type="checkbox" id="needs-attention"${state.attentionOnly ? ' checked' : ''}>
         Needs attention <span id="attention-count" class="muted"></span></label>
-      <input type="search" id="filter" placeholder="Filter: namespace, name, target" aria-label="Filter rollouts by text" value="${esc(state.text)}">
+      <input type="search" id="filter" placeholder="Filter: namespace, name, target  ( / )" aria-label="Filter rollouts by text (shortcut: /)" value="${esc(state.text)}">
       <span id="shown" class="muted" aria-live="polite"></span>
     </div>
     <table id="fleet" aria-label="Rollouts">
@@ -304,15 +315,22 @@ function renderFleetShell() {
     const row = event.target.closest('tr[data-rollout]');
     if (row) location.hash = row.dataset.href;
   });
+  body.addEventListener('focusin', (event) => {
+    const row = event.target.closest('tr[data-rollout]');
+    if (!row || row.tabIndex === 0) return;
+    for (const other of body.querySelectorAll('tr[tabindex="0"]')) other.tabIndex = -1;
+    row.tabIndex = 0;
+  });
   body.addEventListener('keydown', (event) => {
     const row = event.target.closest('tr[data-rollout]');
     if (!row) return;
     if (event.key === 'Enter' || event.key === ' ') {
       event.preventDefault();
       location.hash = row.dataset.href;
-    } else if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+    } else if (['ArrowDown', 'ArrowUp', 'Home', 'End'].includes(event.key)) {
       event.preventDefault();
-      const next = event.key === 'ArrowDown' ? row.nextElementSibling : row.previousElementSibling;
+      const next = { ArrowDown: row.nextElementSibling, ArrowUp: row.previousElementSibling,
+        Home: body.firstElementChild, End: body.lastElementChild }[event.key];
       if (next) next.focus();
     }
   });
@@ -329,7 +347,7 @@ function rowHtml(r, elapsed) {
   const age = r.ageSeconds === null || r.ageSeconds === undefined
     ? '<td data-col="age" class="num">–</td>'
     : `<td data-col="age" class="num" data-age="${r.ageSeconds}">${coarseDuration(r.ageSeconds + elapsed)}</td>`;
-  return `<tr data-rollout="${esc(key)}" data-href="${esc(href)}" tabindex="0"${r.needsAttention ? ' class="attention"' : ''}>`
+  return `<tr data-rollout="${esc(key)}" data-href="${esc(href)}" tabindex="-1"${r.needsAttention ? ' class="attention"' : ''}>`
     + `<td data-col="name"><a href="${esc(href)}" tabindex="-1">${esc(r.namespace)}/<strong>${esc(r.name)}</strong></a>${
       r.needsAttention ? `<span class="attention-why">${esc(r.attention || 'needs attention')}</span>` : ''}</td>`
     + `<td data-col="target" class="target">${target}</td>`
@@ -378,9 +396,11 @@ function renderFleet() {
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest('tr[data-rollout]');
   const focusKey = focused ? focused.dataset.rollout : null;
   body.innerHTML = shown.map((r) => rowHtml(r, elapsed)).join('');
-  if (focusKey) {
-    const again = body.querySelector(`tr[data-rollout="${CSS.escape(focusKey)}"]`);
-    if (again) again.focus({ preventScroll: true });
+  // One row in the tab order (a roving tabindex): Tab passes the table in one step, arrows move in it.
+  const again = (focusKey && body.querySelector(`tr[data-rollout="${CSS.escape(focusKey)}"]`)) || body.firstElementChild;
+  if (again) {
+    again.tabIndex = 0;
+    if (focusKey) again.focus({ preventScroll: true });
   }
   document.getElementById('shown').textContent = shown.length === rows.length
     ? `${rows.length} rollout${rows.length === 1 ? '' : 's'}` : `${shown.length} of ${rows.length} shown`;
