@@ -19,6 +19,7 @@ from rich.markup import escape
 from controller import __version__
 from controller.adapters.policy_files import check_documents, lint_paths
 from controller.adapters.yaml_documents import read_yaml_file
+from controller.cli_completion import register as register_completion_command
 from controller.cli_control import register as register_control_commands
 from controller.cli_dashboard import register as register_dashboard_command
 from controller.core.advice import advise
@@ -570,6 +571,7 @@ def version() -> None:
 
 register_control_commands(app)
 register_dashboard_command(app)
+register_completion_command(app)
 
 
 def main() -> None:

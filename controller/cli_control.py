@@ -38,6 +38,7 @@ from controller.adapters.kubernetes.control import (
     server_url,
     status_rows,
 )
+from controller.cli_completion import complete_policy_names
 from controller.core.status import CommandKind, Phase
 from controller.core.status_view import (
     TABLE_HEADERS,
@@ -161,7 +162,9 @@ def _preview(
 
 def _control_command(kind: CommandKind) -> Callable[..., None]:
     def command(
-        name: Annotated[str, typer.Argument(metavar="NAME", help="The CanaryPolicy's name.")],
+        name: Annotated[
+            str, typer.Argument(metavar="NAME", help="The CanaryPolicy's name.", autocompletion=complete_policy_names)
+        ],
         namespace: NamespaceOption = "default",
         by: Annotated[
             str | None, typer.Option("--by", help="Who asks, recorded with the command. Default: $USER.")
@@ -422,7 +425,9 @@ class _Status:
 
 
 def status(
-    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Only this policy.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Only this policy.", autocompletion=complete_policy_names)
+    ] = None,
     namespace: NamespaceOption = "default",
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", "-A", help="Policies of every namespace (overrides -n).")
