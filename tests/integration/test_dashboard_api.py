@@ -471,3 +471,30 @@ def test_in_the_cluster_actions_are_refused_as_read_only(
     assert _commands(cluster, shop, "tcp-echo") == []
     unauthenticated = in_cluster.post(f"/api/rollouts/{shop}/tcp-echo/pause", {"confirm": True}, CSRF)
     assert unauthenticated.status_code == 401
+
+
+def test_the_daemon_serves_the_dashboard_read_only_behind_reviews_when_turned_on(
+    cluster: KubeApiEmulator, shop: str, tmp_path: Any
+) -> None:
+    from controller.runtime.composition import cluster_dashboard  # noqa: PLC0415 - the composition root
+    from controller.settings import Settings  # noqa: PLC0415
+
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context_name="in-cluster")
+    base = {"kubeconfig": str(kubeconfig), "http_host": "127.0.0.1", "dashboard_port": 0}
+    assert cluster_dashboard(Settings(**base)) is None
+    server = cluster_dashboard(Settings(**base, dashboard=True))
+    assert server is not None
+    dashboard = Dashboard(server.start())
+    try:
+        assert dashboard.get("/api/rollouts").status_code == 401
+        user = f"dave-{uuid.uuid4().hex[:6]}"
+        cluster.reviews.add_token(f"token-{user}", user, groups=["viewers"])
+        cluster.reviews.grant("viewers", verb="get", group="canaryctl.dev", resource="canarypolicies", namespace=shop)
+        fleet = dashboard.get("/api/rollouts", headers={"Authorization": f"Bearer token-{user}"})
+        assert fleet.status_code == 200
+        assert [row["namespace"] for row in fleet.json()["rollouts"]] == [shop]
+        assert (
+            dashboard.get("/api/config", headers={"Authorization": f"Bearer token-{user}"}).json()["mode"] == "cluster"
+        )
+    finally:
+        dashboard.close()
