@@ -90,7 +90,7 @@ so every render checks them.
 {{- $_ := set $keys $key true }}
 {{- end }}
 {{- $declared := list }}
-{{- range concat .Values.secretEnv .Values.alerts.secretEnv .Values.extraEnv }}
+{{- range concat .Values.secretEnv .Values.extraEnv }}
 {{- $declared = append $declared .name }}
 {{- end }}
 {{- if and .Values.prometheus.bearerTokenEnv (not (has .Values.prometheus.bearerTokenEnv $declared)) }}
@@ -99,11 +99,11 @@ so every render checks them.
 {{- $managed := list "CANARY_NAMESPACE" "CANARY_WATCH_CRDS" "CANARY_WATCH_NAMESPACES" "CANARY_POLICY_SELECTOR" "CANARY_POLICY_DIR" "CANARY_TICK_SECONDS" "CANARY_WORKERS" "CANARY_LOG_LEVEL" "CANARY_HTTP_PORT" "CANARY_PROMETHEUS_URL" "CANARY_PROMETHEUS_BEARER_TOKEN_ENV" "CANARY_ALERTS" "CANARY_LEADER_ELECT" "CANARY_LEASE_NAME" "CANARY_LEASE_DURATION_SECONDS" "CANARY_RENEW_DEADLINE_SECONDS" "CANARY_RETRY_PERIOD_SECONDS" "CANARY_IDENTITY" "CANARY_MESH_KUBECONFIG" "CANARY_MESH_CONTEXT" }}
 {{- range $declared }}
 {{- if has . $managed }}
-{{- fail (printf "%s is set by the chart from its own values; do not declare it in secretEnv, alerts.secretEnv or extraEnv." .) }}
+{{- fail (printf "%s is set by the chart from its own values; do not declare it in secretEnv or extraEnv." .) }}
 {{- end }}
 {{- end }}
 {{- if ne (len $declared) (len (uniq $declared)) }}
-{{- fail (printf "secretEnv, alerts.secretEnv and extraEnv declare a variable more than once: %s" (join ", " $declared)) }}
+{{- fail (printf "secretEnv and extraEnv declare a variable more than once: %s" (join ", " $declared)) }}
 {{- end }}
 {{- end }}
 

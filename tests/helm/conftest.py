@@ -106,11 +106,11 @@ CASES: dict[str, Case] = {
     "credentials": Case(
         {
             "prometheus": {"url": "http://prometheus.istio-system:9090", "bearerTokenEnv": "PROM_TOKEN"},
-            "secretEnv": [{"name": "PROM_TOKEN", "secretName": "prometheus-token", "key": "token"}],
-            "alerts": {
-                "routes": ALERT_ROUTES,
-                "secretEnv": [{"name": "SLACK_URL", "secretName": "canary-alerts", "key": "slack-url"}],
-            },
+            "secretEnv": [
+                {"name": "PROM_TOKEN", "secretName": "prometheus-token", "key": "token"},
+                {"name": "SLACK_URL", "secretName": "canary-alerts", "key": "slack-url"},
+            ],
+            "alerts": {"routes": ALERT_ROUTES},
             "extraEnv": [{"name": "CANARY_API_TIMEOUT_SECONDS", "value": "20"}],
             "rbac": {"readSecrets": True, "secretNames": ["prometheus-token", "canary-alerts"]},
             "policyLimits": {"prometheusUrls": ["http://prometheus.{namespace}:9090"], "envAllowed": ["TEAM_TOKEN"]},
