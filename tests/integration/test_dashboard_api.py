@@ -480,9 +480,9 @@ def test_the_daemon_serves_the_dashboard_read_only_behind_reviews_when_turned_on
     from controller.settings import Settings  # noqa: PLC0415
 
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context_name="in-cluster")
-    base = {"kubeconfig": str(kubeconfig), "http_host": "127.0.0.1", "dashboard_port": 0}
-    assert cluster_dashboard(Settings(**base)) is None
-    server = cluster_dashboard(Settings(**base, dashboard=True))
+    base: dict[str, Any] = {"kubeconfig": str(kubeconfig), "http_host": "127.0.0.1", "dashboard_port": 0}
+    assert cluster_dashboard(Settings.model_validate(base)) is None
+    server = cluster_dashboard(Settings.model_validate({**base, "dashboard": True}))
     assert server is not None
     dashboard = Dashboard(server.start())
     try:
