@@ -589,6 +589,7 @@ function checkHtml(c, openAttr = '') {
     <p class="muted">canary ${pct(c.canaryValue, 4)} · stable ${pct(c.stableValue, 4)} · threshold ${esc(value(c.threshold))}</p>
     <ul class="legend-keys" aria-hidden="true"><li class="key" style="--c: var(--canary)">canary error ratio</li><li class="key" style="--c: var(--stable)">stable error ratio</li><li class="key" style="--c: var(--diff)">difference (canary − stable)</li><li class="key" style="--c: var(--band)">above the threshold</li><li class="key" style="--c: var(--muted)">canary connections</li></ul>
     <div class="chart series" role="img" aria-label="Error ratio over time for check ${esc(c.name)}"><p class="muted">Loading the series…</p></div>
+    <p class="window muted"></p>
     <details data-keep="promql:${esc(c.name)}"${openAttr}><summary>PromQL (${(c.queries || []).length})</summary><ul class="promql-list">${queries || '<li class="muted">no query recorded</li>'}</ul></details>
   </section>`;
 }
@@ -935,6 +936,11 @@ async function loadSeries(card) {
     return;
   }
   if (state.view !== view || !container.isConnected) return;
+  const windowNote = card.querySelector('.window');
+  if (windowNote) {
+    windowNote.textContent = `Range queried: ${clock(start)} – ${clock(end)}${
+      Number.isFinite(Number(body.step)) ? `, a point every ${Number(body.step)} s` : ''}.`;
+  }
   const text = JSON.stringify(body);
   if (cached && cached.text === text) return;
   seriesCache.set(cacheKey, { body, text });
