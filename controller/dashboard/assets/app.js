@@ -287,9 +287,11 @@ function renderFleetShell() {
     sessionStorage.setItem('canary-dashboard-attention', state.attentionOnly ? '1' : '0');
     renderFleet();
   });
+  let typing = null; // a short debounce: one table rebuild per pause in typing, not one per key
   main.querySelector('#filter').addEventListener('input', (event) => {
     state.text = event.target.value.trim().toLowerCase();
-    renderFleet();
+    clearTimeout(typing);
+    typing = setTimeout(renderFleet, 120);
   });
   main.querySelector('#counts').addEventListener('click', (event) => {
     const button = event.target.closest('button[data-phase]');
