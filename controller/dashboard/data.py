@@ -12,6 +12,7 @@ with the controller, so their rollout page has no plan, checks' thresholds or se
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,6 +155,8 @@ class DashboardData:
         self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
         self.http = http
         self.file_policies = file_policies
+        self._lock = threading.Lock()
+        self._policies: dict[tuple[str, str], tuple[str, CanaryPolicy | None]] = {}
 
     def close(self) -> None:
         """Close the Prometheus client and the policy files' reader."""
@@ -194,10 +197,26 @@ class DashboardData:
                 raw = specs.get((stored.namespace, stored.name)) if stored.source == "crd" else None
                 policy = files.get((stored.namespace, stored.name)) if stored.source == "file" else None
                 if raw is not None:
-                    entry = policy_from_resource(raw)
-                    policy = entry.policy if isinstance(entry, SourcedPolicy) else None
+                    policy = self._validated(raw)
                 found.append(_Found(stored, policy, raw))
         return found
+
+    def _validated(self, raw: dict[str, Any]) -> CanaryPolicy | None:
+        """The resource's spec as a policy (None when invalid), validated once per resourceVersion."""
+        meta = raw.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        version = str(meta.get("resourceVersion") or "")
+        with self._lock:
+            cached = self._policies.get(key)
+        if cached is not None and version and cached[0] == version:
+            return cached[1]
+        entry = policy_from_resource(raw)
+        policy = entry.policy if isinstance(entry, SourcedPolicy) else None
+        with self._lock:
+            if len(self._policies) > 20000:
+                self._policies.clear()
+            self._policies[key] = (version, policy)
+        return policy
 
     def _row(self, found: _Found, now: datetime) -> dict[str, Any]:
         policy = found.policy
