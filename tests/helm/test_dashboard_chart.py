@@ -35,3 +35,10 @@ def test_enabled_it_serves_its_port_and_may_create_token_and_access_reviews_clus
     assert rules_of(role(outcome, "ClusterRole", name)) == REVIEW_RULES
     binding = next(o for o in objects(outcome, "ClusterRoleBinding") if o["metadata"]["name"] == name)
     assert binding["roleRef"]["name"] == name
+
+
+def test_notes_say_how_to_open_the_dashboard(helm_results: dict[str, Outcome]) -> None:
+    enabled = installed(helm_results, "web-dashboard")
+    assert f"port-forward service/{fullname(enabled)} 3101" in enabled.notes
+    assert "kubectl create token" in enabled.notes
+    assert "canaryctl dashboard" in installed(helm_results, "default").notes
