@@ -498,3 +498,44 @@ def test_the_daemon_serves_the_dashboard_read_only_behind_reviews_when_turned_on
         )
     finally:
         dashboard.close()
+
+
+# -- canaryctl dashboard -----------------------------------------------------------------------------------
+
+
+def test_canaryctl_dashboard_prints_its_url_and_serves_until_interrupted(
+    cluster: KubeApiEmulator, shop: str, tmp_path: Any
+) -> None:
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context_name="workstation")
+    command = [sys.executable, "-m", "controller.cli", "dashboard", "--port", "0", "--kubeconfig", str(kubeconfig)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("canary dashboard: http://127.0.0.1:"), line
+        url = line.split()[2]
+        fleet = httpx.get(f"{url}api/rollouts", params={"namespace": shop}, timeout=10.0)
+        assert [row["name"] for row in fleet.json()["rollouts"]] == ["tcp-echo"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+
+
+def test_canaryctl_dashboard_on_a_taken_port_says_so(cluster: KubeApiEmulator, tmp_path: Any) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from controller.cli import app  # noqa: PLC0415
+
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", context_name="workstation")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["dashboard", "--port", str(port), "--kubeconfig", str(kubeconfig)])
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port} is taken" in result.output
