@@ -345,8 +345,10 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     def _static(self, relative: str) -> None:
         root = self.server.config.assets.resolve()
+        if "\x00" in relative or "\\" in relative:
+            raise _error(404, "no such asset")
         target = (root / relative).resolve()
-        if not target.is_relative_to(root) or relative.startswith("/") or "\\" in relative:
+        if not target.is_relative_to(root):
             raise _error(404, "no such asset")
         if not target.is_file():
             raise _error(404, f"no such asset: {relative}")

@@ -294,7 +294,7 @@ def cluster_dashboard(settings: Settings) -> DashboardServer | None:
         http=httpx.Client(timeout=settings.prometheus_timeout_seconds),
         file_policies=DirectoryPolicySource(settings.policy_dir) if settings.policy_dir is not None else None,
     )
-    config = DashboardConfig(mode="cluster", namespaces=namespaces, tick_seconds=max(settings.tick_seconds, 2.0))
+    config = DashboardConfig(mode="cluster", namespaces=namespaces, tick_seconds=2.0)
     return DashboardServer(
         (settings.http_host, settings.dashboard_port), data=data, config=config, gate=ReviewGate(api)
     )

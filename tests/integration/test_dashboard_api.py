@@ -351,7 +351,8 @@ def test_assets_are_served_with_their_type_and_never_from_outside_the_package(lo
     script = local.get("/assets/vendor/uPlot.iife.min.js")
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")
-    for escape in ("/assets/../server.py", "/assets/%2e%2e/server.py", "/assets/..%2f..%2f__init__.py"):
+    escapes = ("/assets/../server.py", "/assets/%2e%2e/server.py", "/assets/..%2f..%2f__init__.py", "/assets/a%00b")
+    for escape in escapes:
         refused = local.get(escape)
         assert refused.status_code == 404, escape
         assert "import" not in refused.text
