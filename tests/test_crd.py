@@ -407,7 +407,7 @@ def test_a_realistic_rollout_status_is_a_valid_status() -> None:
     status = realistic_status().model_dump(mode="json")
 
     assert status["original"]["destinations"][0]["destination"]["port"] == {"number": 9000}
-    assert [c["type"] for c in status["conditions"]] == ["Ready", "Succeeded"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Succeeded", "Reconciling"]
     assert errors_of(crd_schema(), {**policy_doc(), "status": status}) == []
 
 

@@ -282,7 +282,8 @@ class TestJson:
                 "message": "",
             }
         ]
-        assert {c["type"]: c["status"] for c in item["conditions"]} == {"Ready": "True", "Succeeded": "Unknown"}
+        conditions = {c["type"]: c["status"] for c in item["conditions"]}
+        assert conditions == {"Ready": "True", "Succeeded": "Unknown", "Reconciling": "True"}
         assert set(item["conditions"][0]) == {"type", "status", "reason", "message", "lastTransitionTime"}
 
     def test_times_in_other_zones_are_written_in_utc(self) -> None:

@@ -257,7 +257,7 @@ class Counters(_Data):
     transitions: int = 0
 
 
-ConditionType = Literal["Ready", "Succeeded"]
+ConditionType = Literal["Ready", "Succeeded", "Reconciling", "Stalled"]
 ConditionValue = Literal["True", "False", "Unknown"]
 
 
@@ -361,12 +361,19 @@ class RolloutStatus(_Data):
     conditions: list[Condition] = Field(default_factory=list)
 
 
+_RECONCILING = frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.ROLLING_BACK})
+_STALLED = frozenset({Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED})
+
+
 def with_conditions(status: RolloutStatus, now: datetime, step_count: int) -> RolloutStatus:
     """The status with its Ready and Succeeded conditions derived from the phase, and ``step`` filled in.
 
     Ready is True while the controller is in control (Pending, Progressing, Paused, and every terminal
     phase but Failed). Succeeded is True once Promoted, False once RolledBack, Aborted or Failed, and
-    Unknown while the run is under way. A condition's transition time changes only when its value does.
+    Unknown while the run is under way. Reconciling (Pending, Progressing, RollingBack) and Stalled
+    (RolledBack, Aborted, Failed) are kstatus's abnormal-true conditions, present only while True, so that
+    kstatus and Flux read a rollout under way as InProgress and a rejected one as Failed. A condition's
+    transition time changes only when its value does.
     """
     phase = status.phase
     succeeded: ConditionValue = "Unknown"
@@ -380,6 +387,10 @@ def with_conditions(status: RolloutStatus, now: datetime, step_count: int) -> Ro
         ("Ready", ready, "Failed" if ready == "False" else "InControl"),
         ("Succeeded", succeeded, str(phase)),
     ]
+    if phase in _RECONCILING:
+        wanted.append(("Reconciling", "True", str(phase)))
+    elif phase in _STALLED:
+        wanted.append(("Stalled", "True", str(phase)))
     previous = {c.type: c for c in status.conditions}
     conditions = []
     for kind, value, reason in wanted:

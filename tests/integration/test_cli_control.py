@@ -683,7 +683,11 @@ class TestStatusJson:
         assert item["pendingCommands"][0]["id"] == policy.commands()[0]["id"]
         assert [h["reason"] for h in item["history"]] == [f"Step{n}" for n in range(2, 12)]
         assert set(item["history"][0]) == {"time", "from", "to", "reason", "message"}
-        assert [(c["type"], c["status"]) for c in item["conditions"]] == [("Ready", "True"), ("Succeeded", "Unknown")]
+        assert [(c["type"], c["status"]) for c in item["conditions"]] == [
+            ("Ready", "True"),
+            ("Succeeded", "Unknown"),
+            ("Reconciling", "True"),
+        ]
 
     def test_no_annotation_other_than_the_commands_is_printed(
         self, canaryctl: Canaryctl, policy: Policy, ns: str
