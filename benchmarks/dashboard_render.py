@@ -41,7 +41,7 @@ from typing import Any, cast
 
 from playwright.sync_api import sync_playwright
 
-from controller.dashboard.data import DashboardData
+from controller.dashboard.data import DashboardData, DashboardError
 from controller.dashboard.server import ASSETS, DashboardConfig, DashboardServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,14 +115,24 @@ class SyntheticFleet:
         del namespaces, now
         return self.body
 
+    def rollout(self, namespace: str, name: str, *, now: datetime) -> dict[str, Any]:
+        """A synthetic rollout has no page: 404, as for a rollout that does not exist."""
+        del now
+        raise DashboardError(404, f"synthetic rollout {namespace}/{name} has no details")
+
     def close(self) -> None:
         """Nothing to release."""
 
 
 @contextmanager
-def serving(rows: list[dict[str, Any]]) -> Iterator[DashboardServer]:
-    """The product's dashboard server (local mode) over ``rows``; stopped on exit."""
-    config = DashboardConfig(mode="local", namespaces=None)
+def serving(
+    rows: list[dict[str, Any]], *, tick_seconds: float = 2.0, keepalive_seconds: float = 15.0
+) -> Iterator[DashboardServer]:
+    """The product's dashboard server (local mode) over ``rows``; stopped on exit. A short tick and
+    keep-alive make a live stream notice a closed page sooner (tests wait for its thread to end)."""
+    config = DashboardConfig(
+        mode="local", namespaces=None, tick_seconds=tick_seconds, keepalive_seconds=keepalive_seconds
+    )
     server = DashboardServer(("127.0.0.1", 0), data=cast(DashboardData, SyntheticFleet(rows)), config=config)
     server.start()
     try:
