@@ -17,12 +17,19 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 from typer.testing import CliRunner
 
 from canary_sandbox.kubeapi import KubeApiEmulator
+from controller.adapters.kubernetes.api import KubeApi
+from controller.adapters.kubernetes.status import ConfigMapStatusStore
 from controller.cli import app
+from controller.core.status import RolloutStatus
+from controller.ports import PolicyRef
+from tests.sandbox.conftest import close_api_client
 from tests.support.paths import REPO
 
+CONTROLLER_NAMESPACE = "completion-controller"
 CANARYCTL = Path(sys.executable).parent / "canaryctl"
 CANARYPOLICY_CRD = REPO / "helm" / "crds" / "canarypolicies.canaryctl.dev.yaml"
 POLICY = REPO / "policies" / "tcp-echo.yaml"
@@ -44,6 +51,14 @@ def cluster(emulator: KubeApiEmulator, tmp_path_factory: pytest.TempPathFactory)
             policy: dict[str, Any] = yaml.safe_load(POLICY.read_text(encoding="utf-8"))
             policy["metadata"] = {"name": name, "namespace": namespace}
             emulator.put(policy)
+    # A file-mode policy: its status ConfigMap in the controller's namespace, written by the controller's store.
+    emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CONTROLLER_NAMESPACE}})
+    api_client = client.ApiClient(emulator.client_configuration())
+    try:
+        store = ConfigMapStatusStore(KubeApi(api_client), namespace=CONTROLLER_NAMESPACE)
+        store.save(policy=PolicyRef(shop, "tcp-from-file", source="file"), status=RolloutStatus(), version=None)
+    finally:
+        close_api_client(api_client)
     config = emulator.write_kubeconfig(tmp_path_factory.mktemp("completion") / "kubeconfig")
     return config, shop, other
 
@@ -117,6 +132,16 @@ def test_status_completes_policy_names_of_the_namespace_typed(cluster: tuple[Pat
     assert prefixed == ["tcp-orders"]
     assert {"tcp-echo", "tcp-orders", "billing"} <= set(everywhere)
     assert in_other == ["billing"]
+
+
+def test_file_mode_policies_complete_from_their_status_configmaps(cluster: tuple[Path, str, str]) -> None:
+    config, shop, _ = cluster
+
+    names, _ = _bash_complete(
+        f"canaryctl retry -n {shop} --controller-namespace {CONTROLLER_NAMESPACE} tcp-", kubeconfig=config
+    )
+
+    assert names == ["tcp-echo", "tcp-from-file", "tcp-orders"]
 
 
 def test_zsh_and_fish_requests_get_the_same_names(cluster: tuple[Path, str, str]) -> None:
