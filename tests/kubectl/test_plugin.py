@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 
 from canary_sandbox.kubeapi import KubeApiEmulator
-from controller.kubectl_plugin import PluginUsageError, split_global_flags
+from controller.cli import app
+from controller.kubectl_plugin import PluginUsageError, canaryctl_args, split_global_flags
 from tests.kubectl.conftest import POLICY, Kubectl
 
 VENV_BIN = Path(sys.executable).parent
@@ -146,3 +148,54 @@ def test_kubectl_flag_forms_are_taken_out_wherever_they_stand() -> None:
         split_global_flags(["status", "--kubeconfig"])
     with pytest.raises(PluginUsageError, match="--namespace given twice"):
         split_global_flags(["-n", "a", "status", "--namespace=b"])
+
+
+def _kubeconfig(path: Path, **namespaces: str | None) -> Path:
+    """A kubeconfig with one context per keyword (its namespace, or none); the first is current."""
+    contexts = [
+        {"name": name, "context": {"cluster": "c", "user": "u", **({"namespace": ns} if ns else {})}}
+        for name, ns in namespaces.items()
+    ]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": contexts,
+        "current-context": contexts[0]["name"],
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_the_command_line_becomes_canaryctl_with_the_context_namespace(tmp_path: Path) -> None:
+    group = typer.main.get_command(app)
+    config = str(_kubeconfig(tmp_path / "config", team="team", bare=None))
+
+    assert canaryctl_args(["-n", "shop", "status", "-o", "json"], group) == [
+        "status",
+        "--namespace",
+        "shop",
+        "-o",
+        "json",
+    ]
+    assert canaryctl_args(["pause", "x", f"--kubeconfig={config}"], group) == [
+        "pause",
+        "--kubeconfig",
+        config,
+        "--namespace",
+        "team",
+        "x",
+    ]
+    # --context picks another context: one without a namespace leaves canaryctl's default.
+    assert canaryctl_args(["status", "--kubeconfig", config, "--context", "bare"], group) == [
+        "status",
+        "--kubeconfig",
+        config,
+        "--context",
+        "bare",
+    ]
+    # The dashboard shows every namespace unless told: the context's namespace is not forced on it.
+    assert canaryctl_args(["dashboard", "--kubeconfig", config], group) == ["dashboard", "--kubeconfig", config]
+    with pytest.raises(PluginUsageError, match="kubectl canary pause: --all-namespaces does not apply"):
+        canaryctl_args(["-A", "pause", "x"], group)
