@@ -465,7 +465,8 @@ def demo(
                 options,
                 on_update=view.update,
                 on_policy=view.policy,
-                on_dashboard=lambda url: typer.echo(f"dashboard: {url} (served while the demo runs)", err=True),
+                # A YAML comment, as the policy's header is: what precedes the progress lines stays YAML.
+                on_dashboard=lambda url: typer.echo(f"# dashboard: {url} (served while the demo runs)", err=True),
             )
     except SandboxError as exc:
         typer.echo(f"canaryctl demo: the sandbox could not start: {exc}", err=True)

@@ -60,10 +60,13 @@ def _fake_run_demo(script: list[demo.LiveState]) -> Callable[..., demo.DemoResul
         on_update: Callable[[demo.LiveState], None] | None = None,
         on_policy: Callable[[dict[str, Any]], None] | None = None,
         workdir: Any = None,
+        on_dashboard: Callable[[str], None] | None = None,
     ) -> demo.DemoResult:
         policy = demo.demo_policy(options, prometheus_url="http://127.0.0.1:9", alertmanager_url="http://127.0.0.1:9")
         if on_policy is not None:
             on_policy(policy)
+        if on_dashboard is not None and options.dashboard_port is not None:
+            on_dashboard(f"http://127.0.0.1:{options.dashboard_port}/")
         for state in script:
             if on_update is not None:
                 on_update(state)
@@ -107,6 +110,7 @@ def test_a_piped_demo_prints_its_policy_then_one_line_per_phase_change_and_per_s
     assert "(at 0 %: 9 connections" in lines[3], lines[3]
     assert lines[-1].endswith("last verdict: pass: all checks passed")
     assert "outcome: promoted (expected promoted)" in result.stdout
+    assert "# dashboard: http://127.0.0.1:3100/ (served while the demo runs)" in policy_part
 
 
 def test_a_demo_with_json_output_prints_progress_lines_and_keeps_stdout_one_json_object(
