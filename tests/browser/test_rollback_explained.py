@@ -33,7 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[D
     with DashboardWorld(options, tmp_path_factory.mktemp("browser-rollback")) as started:
         started.refuse_canary_at(50, 90)
         started.wait_for_phase("RolledBack", 60)
-        # The client's work is done: its pool would otherwise start threads during the tests that follow.
+        # The client's work is done: spare the machine its connections while the pages are read.
         assert started.sandbox.load is not None
         started.sandbox.load.stop()
         yield started

@@ -121,6 +121,7 @@ class DashboardWorld:
 
     def _start(self) -> None:
         self.sandbox, self.info = self._stack.enter_context(open_sandbox(self.options, workdir=self.workdir))
+        self._start_every_load_thread()
         self.controller = Process(
             "controller",
             [sys.executable, "-m", "controller", "run"],
@@ -160,6 +161,19 @@ class DashboardWorld:
         )
         url = found.group(0)
         self.url = url.split("#", 1)[0].rstrip("/") + "/"
+
+    def _start_every_load_thread(self) -> None:
+        """Start all of the load client's worker threads now. Its pool starts them lazily, whenever a
+        connection finds none idle, so over a module's tests it would keep adding threads that the suite's
+        leak guard counts against whichever test was running: one task per worker, each waiting for all."""
+        load = self.sandbox.load
+        assert load is not None
+        pool = load._pool
+        workers = pool._max_workers
+        barrier = threading.Barrier(workers + 1)
+        for _ in range(workers):
+            pool.submit(barrier.wait, 20)
+        barrier.wait(20)
 
     def status(self) -> dict[str, Any]:
         """The CanaryPolicy's status as stored in the API (the ground truth the page must show)."""
