@@ -73,3 +73,11 @@ def test_runs_are_read_from_the_history_with_their_outcome_and_time_per_step() -
     assert [step["seconds"] for step in found[0]["steps"]] == [60.0, 30.0]
     assert found[1]["runId"] == "run-2"
     assert found[0]["runId"] is None
+
+
+def test_after_a_rollback_the_desired_route_is_the_restored_original_and_drift_is_a_difference_from_it() -> None:
+    original = [{"destination": "tcp-echo/v1:9000", "weight": None}]
+    restored = route_view(original, expected_weights=None, restored=original)
+    assert restored == {"live": original, "desired": original, "drift": False}
+    edited = [{"destination": "tcp-echo/v1:9000", "weight": 50}, {"destination": "tcp-echo/v2:9000", "weight": 50}]
+    assert route_view(edited, expected_weights=None, restored=original)["drift"] is True

@@ -317,17 +317,27 @@ def runs(status: RolloutStatus | None) -> list[dict[str, Any]]:
     return found
 
 
-def route_view(live: Sequence[dict[str, Any]] | None, *, expected_weights: Sequence[int] | None) -> dict[str, Any]:
-    """The live destination list beside the desired one; ``drift`` when their weights differ.
+def route_view(
+    live: Sequence[dict[str, Any]] | None,
+    *,
+    expected_weights: Sequence[int] | None,
+    restored: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The live destination list beside the desired one; ``drift`` when they differ.
 
     Args:
         live: the route's destinations as stored now, each ``{"destination", "weight"}`` (None: not read).
         expected_weights: the weights the controller last wrote, in the same order (None: nothing written).
+        restored: after a rollback or an abort, the original destination list the controller restored
+            (same shape as ``live``): it is what the route should be, weights as the original had them.
 
     Returns:
         ``{"live": [...], "desired": [...], "drift": bool}``.
     """
     shown = list(live or [])
+    if restored is not None and expected_weights is None:
+        desired = list(restored)
+        return {"live": shown, "desired": desired, "drift": live is not None and shown != desired}
     if expected_weights is None or live is None:
         return {"live": shown, "desired": [], "drift": False}
     desired = [

@@ -35,7 +35,7 @@ from controller.core.analysis_pass import variables_for
 from controller.core.policy import CanaryPolicy
 from controller.core.promql import ENVOY_ATTEMPTS, ENVOY_FAILURES, ISTIO_OPENED, Side, Variables
 from controller.core.promql import quote as quote_promql
-from controller.core.status import CommandKind, RolloutStatus
+from controller.core.status import CommandKind, Phase, RolloutStatus
 from controller.core.status_view import pending_commands, preview_command
 from controller.errors import CanaryError, NotFoundError
 from controller.ports import PolicySource, SourcedPolicy
@@ -406,9 +406,19 @@ class DashboardData:
                 "high": share.get("high"),
             },
             "failure": self._failure(status),
-            "route": dashboard_view.route_view(live, expected_weights=expected),
+            "route": dashboard_view.route_view(
+                live,
+                expected_weights=expected,
+                restored=_restored(status),
+            ),
             "plan": plan,
             "runs": dashboard_view.runs(status),
+            # The commands the controller would accept now (the CLI's own preview), so the page offers no other.
+            "actions": [
+                kind.value
+                for kind in CommandKind
+                if preview_command(kind, status, pending_commands(stored.commands, status)).accepted
+            ],
         }
 
     # -- series -------------------------------------------------------------------------------------------
@@ -527,3 +537,16 @@ class DashboardData:
 def quote_path(namespace: str, name: str) -> str:
     """The URL path of a rollout's page data."""
     return f"/api/rollouts/{quote(namespace)}/{quote(name)}"
+
+
+def _restored(status: RolloutStatus | None) -> list[dict[str, Any]] | None:
+    """The original destination list a RolledBack or Aborted run restored (what the route should be now)."""
+    if status is None or status.original is None or status.phase not in {Phase.ROLLED_BACK, Phase.ABORTED}:
+        return None
+    return [
+        {
+            "destination": destination_name(item),
+            "weight": (item or {}).get("weight") if isinstance(item, dict) else None,
+        }
+        for item in status.original.destinations
+    ]

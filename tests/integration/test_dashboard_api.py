@@ -385,6 +385,8 @@ def test_pause_then_resume_record_the_commands_as_the_cli_does(
     assert [(c["kind"], c["by"]) for c in commands] == [("pause", "alice (dashboard)")]
     # The controller applies it; then resume is accepted from Paused.
     _save(kube, shop, "tcp-echo", _status(Phase.PAUSED, weight=20, step_index=1))
+    # The page offers only what the controller would accept now (the CLI's preview): resume, not pause.
+    assert local.get(f"/api/rollouts/{shop}/tcp-echo").json()["actions"] == ["resume", "promote", "abort"]
     resumed = local.post(f"/api/rollouts/{shop}/tcp-echo/resume", {"confirm": True}, CSRF)
     assert resumed.status_code == 200, resumed.text
     assert [c["kind"] for c in _commands(cluster, shop, "tcp-echo")] == ["pause", "resume"]

@@ -628,7 +628,9 @@ function renderRollout() {
         : '<p class="muted">No alert delivery recorded.</p>'}
     </section>` : '';
 
-  const actionHtml = actions ? `<div class="actions" role="group" aria-label="Actions">${ACTIONS.map(([action, label]) => (
+  // Only the commands the controller would accept now (d.actions, the CLI's own preview); all when not sent.
+  const allowed = Array.isArray(d.actions) ? ACTIONS.filter(([action]) => d.actions.includes(action)) : ACTIONS;
+  const actionHtml = actions && allowed.length ? `<div class="actions" role="group" aria-label="Actions">${allowed.map(([action, label]) => (
     `<button type="button" data-action="${action}">${label}</button>`)).join('')}</div>` : '';
 
   let shareHtml = '<p class="muted">No traffic-share measurement yet.</p>';
