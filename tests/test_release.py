@@ -3,6 +3,7 @@ every file of the chart, packaged by the real Helm engine; the changelog and che
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import tarfile
 from pathlib import Path
@@ -81,3 +82,13 @@ def test_checksums_are_what_sha256sum_checks(tmp_path: Path) -> None:
     assert (
         subprocess.run(["sha256sum", "-c", sums.name], cwd=tmp_path, capture_output=True, check=False).returncode == 1
     )
+
+
+def test_the_chart_is_packaged_from_inside_a_running_event_loop(tmp_path: Path) -> None:
+    """Helm's package action runs its own event loop; a caller's running loop (Playwright's sync API keeps one
+    in the test session) must not stop it."""
+
+    async def inside() -> Path:
+        return release.package_chart(tmp_path)
+
+    assert asyncio.run(inside()).exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import hashlib
 import importlib.metadata
 import re
@@ -124,10 +125,18 @@ def package_chart(out: Path) -> Path:
         chart_file = staged / "Chart.yaml"
         chart = yaml.safe_load(chart_file.read_text(encoding="utf-8"))
         chart_file.write_text(yaml.safe_dump(chart_metadata(chart, release=release), sort_keys=False), encoding="utf-8")
-        try:
-            archive = asyncio.run(helm_sdkpy.Package(helm_sdkpy.Configuration()).run(str(staged), dest_dir=str(out)))
-        except helm_sdkpy.HelmError as exc:
-            raise ReleaseError(f"helm package failed: {exc}") from exc
+
+        def package() -> str:
+            action = helm_sdkpy.Package(helm_sdkpy.Configuration())
+            return str(asyncio.run(action.run(str(staged), dest_dir=str(out))))
+
+        # A thread of its own, so an event loop the caller may be running (Playwright's, in the test session)
+        # never meets this one.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            try:
+                archive = pool.submit(package).result()
+            except helm_sdkpy.HelmError as exc:
+                raise ReleaseError(f"helm package failed: {exc}") from exc
     return Path(archive)
 
 
