@@ -4,6 +4,7 @@ every file of the chart, packaged by the real Helm engine; the changelog and che
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import subprocess
 import tarfile
 from pathlib import Path
@@ -91,4 +92,7 @@ def test_the_chart_is_packaged_from_inside_a_running_event_loop(tmp_path: Path) 
     async def inside() -> Path:
         return release.package_chart(tmp_path)
 
-    assert asyncio.run(inside()).exists()
+    # The caller's loop runs in a thread of the test's own (this thread may already hold Playwright's loop).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        archive = pool.submit(asyncio.run, inside()).result()
+    assert archive.exists()
