@@ -24,11 +24,14 @@ import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from controller.adapters.alerts.formatting import dumps
 from controller.adapters.redaction import MIN_REDACTED, cut, redact, safe_url, secret_url_parts
+from controller.core.alerts import AlertMessage
 from controller.errors import AlertDeliveryError
 
 MAX_REMOTE_BODY = 200
@@ -225,3 +228,31 @@ class HttpSink:
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         return retry_after_seconds(response)
+
+
+class WebhookSink(HttpSink):
+    """A chat webhook whose message is one JSON document posted as is (Slack, Discord): subclasses render it.
+
+    Args:
+        client: the HTTP client.
+        webhook_url: the webhook URL (a secret).
+    """
+
+    def __init__(self, client: httpx.Client, *, webhook_url: str) -> None:
+        super().__init__(client, webhook_url)
+
+    def render(self, message: AlertMessage) -> dict[str, Any]:
+        """The JSON document for ``message``."""
+        raise NotImplementedError
+
+    def send(self, message: AlertMessage, *, timeout: float | None = None) -> None:
+        """Post the message once.
+
+        Args:
+            message: the alert.
+            timeout: upper bound in seconds on each phase of the request (None: the client's timeouts).
+
+        Raises:
+            AlertDeliveryError: not delivered.
+        """
+        self._post(self._url, dumps(self.render(message)), timeout=timeout)

@@ -7,12 +7,11 @@ from typing import Any
 
 import httpx
 
-from controller.adapters.alerts.base import HttpSink, retry_after_seconds
+from controller.adapters.alerts.base import WebhookSink, retry_after_seconds
 from controller.adapters.alerts.formatting import (
     check_numbers,
     clip,
     color,
-    dumps,
     first_graph,
     graph_links,
     phase_change,
@@ -48,7 +47,7 @@ def embed_size(embed: dict[str, Any]) -> int:
     return total
 
 
-class DiscordSink(HttpSink):
+class DiscordSink(WebhookSink):
     """Posts to a Discord webhook: ``content`` (a one-line notice) and one embed.
 
     The embed has the title (linked to the controller or the first graph), the summary and description,
@@ -65,21 +64,6 @@ class DiscordSink(HttpSink):
     """
 
     name = "discord"
-
-    def __init__(self, client: httpx.Client, *, webhook_url: str) -> None:
-        super().__init__(client, webhook_url)
-
-    def send(self, message: AlertMessage, *, timeout: float | None = None) -> None:
-        """Post the message once.
-
-        Args:
-            message: the alert.
-            timeout: upper bound in seconds on each phase of the request (None: the client's timeouts).
-
-        Raises:
-            AlertDeliveryError: not delivered.
-        """
-        self._post(self._url, dumps(self.render(message)), timeout=timeout)
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         header = retry_after_seconds(response)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from controller.adapters.alerts.base import HttpSink
+from controller.adapters.alerts.base import WebhookSink
 from controller.adapters.alerts.formatting import (
     check_line,
     check_numbers,
     clip,
-    dumps,
     graph_links,
     phase_change,
     state_word,
@@ -43,7 +40,7 @@ def _slack_code(text: str) -> str:
     return _slack_escape(text.replace("`", "'"))
 
 
-class SlackSink(HttpSink):
+class SlackSink(WebhookSink):
     """Posts to a Slack incoming webhook: a ``text`` fallback and a Block Kit ``blocks`` layout.
 
     Layout: a ``header`` (state, alert name, policy); a ``section`` with the summary and description and
@@ -58,21 +55,6 @@ class SlackSink(HttpSink):
     """
 
     name = "slack"
-
-    def __init__(self, client: httpx.Client, *, webhook_url: str) -> None:
-        super().__init__(client, webhook_url)
-
-    def send(self, message: AlertMessage, *, timeout: float | None = None) -> None:
-        """Post the message once.
-
-        Args:
-            message: the alert.
-            timeout: upper bound in seconds on each phase of the request (None: the client's timeouts).
-
-        Raises:
-            AlertDeliveryError: not delivered.
-        """
-        self._post(self._url, dumps(self.render(message)), timeout=timeout)
 
     @staticmethod
     def render(message: AlertMessage) -> dict[str, Any]:
