@@ -9,6 +9,8 @@ input is shown through :func:`shown` (Python's string escapes, quoted) and every
 
 from __future__ import annotations
 
+from typing import Any
+
 MAX_SHOWN = 120
 
 
@@ -31,3 +33,17 @@ def is_plain(value: str) -> bool:
 def plain(value: str, *, limit: int = MAX_SHOWN) -> str:
     """``value`` itself when :func:`is_plain`, else :func:`shown`; cut after ``limit`` either way."""
     return _cut(value, limit) if is_plain(value) else shown(value, limit=limit)
+
+
+def kind_of(value: Any) -> str:
+    """What a non-text value is, in a message's words: ``true``/``false``, ``null``, ``a mapping``, ``a list``,
+    else its Python type's name (``int``, ``float``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__

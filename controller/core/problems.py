@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from controller.core.display import is_plain, shown
+from controller.core.display import is_plain, kind_of, shown
 from controller.core.policy import (
     CanaryPolicy,
     GenericWebhookTarget,
@@ -82,14 +82,8 @@ def problems_from_validation_error(exc: ValidationError, model: type[BaseModel])
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return shown(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
+    if isinstance(value, bool | dict | list) or value is None:
+        return kind_of(value)
     return str(value)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from controller.core.display import shown
+from controller.core.display import kind_of, shown
 from controller.core.durations import MAX_GO_DURATION, POSITIVE_GO_DURATION_PATTERN, parse_go_duration
 from controller.core.url_rules import credentials_in_url
 
@@ -127,24 +127,12 @@ def _count_or_duration(value: Any) -> Any:
         if value < 1:
             raise PydanticCustomError("count", "must be at least 1 (got {value})", {"value": value})
         return value
-    got = f"the number {value:g}" if isinstance(value, float) else _type_name(value)
+    got = f"the number {value:g}" if isinstance(value, float) else kind_of(value)
     raise PydanticCustomError(
         "count_or_duration",
         "must be a count (a whole number such as 10) or a duration with a unit such as 10m (got {got})",
         {"got": got},
     )
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
 
 
 CountOrDuration = Annotated[
