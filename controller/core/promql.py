@@ -146,10 +146,16 @@ def _sum_all(parts: list[str], *, first_required: bool) -> str:
     return " + ".join(rendered)
 
 
-def istio_counts(variables: Variables, side: Side) -> CountQueries:
-    """Failed and opened client-side TCP connections of one side."""
+def istio_selectors(variables: Variables, side: Side) -> tuple[list[str], list[str]]:
+    """The raw series selectors of one side's failed and opened client-side TCP connections: (errors, totals).
+
+    The parts select disjoint series (a workload, or "unknown" with a service). The checks count them over a
+    window (:func:`istio_counts`); the dashboard charts them from a range query.
+
+    Raises:
+        ValueError: the policy names no workload for ``side``.
+    """
     workload, service, _ = variables.of(side)
-    window, scrape = variables.window_seconds, variables.scrape_interval_seconds
     if workload is None:
         raise ValueError(f"no {side} workload to select")
     base = {
@@ -158,8 +164,8 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
         "destination_workload_namespace": ("=", variables.namespace),
     }
     failed = {**base, "response_flags": ("!=", "-")}
-    totals = [window_series(ISTIO_OPENED + _matchers(base), window, scrape)]
-    errors = [window_series(ISTIO_OPENED + _matchers(failed), window, scrape)]
+    totals = [ISTIO_OPENED + _matchers(base)]
+    errors = [ISTIO_OPENED + _matchers(failed)]
     if service is not None:
         unrouted = {
             "reporter": ("=", "source"),
@@ -167,10 +173,32 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
             "destination_workload": ("=", "unknown"),
             "response_flags": ("!=", "-"),
         }
-        totals.append(window_series(ISTIO_OPENED + _matchers(unrouted), window, scrape))
-        errors.append(window_series(ISTIO_OPENED + _matchers(unrouted), window, scrape))
-    # The parts select disjoint series (a workload, or "unknown" with a service), so their union is summed
-    # once: no attempts series at all is no data, while errors with no series are 0.
+        totals.append(ISTIO_OPENED + _matchers(unrouted))
+        errors.append(ISTIO_OPENED + _matchers(unrouted))
+    return errors, totals
+
+
+def envoy_selectors(variables: Variables, side: Side) -> tuple[list[str], list[str]]:
+    """The raw series selectors of one Envoy cluster's connect failures and attempts: (errors, totals).
+
+    Raises:
+        ValueError: the policy names no Envoy cluster for ``side``.
+    """
+    _, _, cluster = variables.of(side)
+    if cluster is None:
+        raise ValueError(f"no {side} Envoy cluster to select")
+    selector = _matchers({variables.cluster_label: ("=", cluster)})
+    return [name + selector for name in ENVOY_FAILURES], [name + selector for name in ENVOY_ATTEMPTS]
+
+
+def istio_counts(variables: Variables, side: Side) -> CountQueries:
+    """Failed and opened client-side TCP connections of one side."""
+    window, scrape = variables.window_seconds, variables.scrape_interval_seconds
+    error_parts, total_parts = istio_selectors(variables, side)
+    errors = [window_series(selector, window, scrape) for selector in error_parts]
+    totals = [window_series(selector, window, scrape) for selector in total_parts]
+    # The parts select disjoint series, so their union is summed once: no attempts series at all is no data,
+    # while errors with no series are 0.
     return CountQueries(
         errors=f"sum({' or '.join(errors)}) or vector(0)",
         total=f"sum({' or '.join(totals)})",
@@ -179,13 +207,10 @@ def istio_counts(variables: Variables, side: Side) -> CountQueries:
 
 def envoy_counts(variables: Variables, side: Side) -> CountQueries:
     """Connect failures (incl. overflow and no healthy host) and attempts of one Envoy cluster."""
-    _, _, cluster = variables.of(side)
-    if cluster is None:
-        raise ValueError(f"no {side} Envoy cluster to select")
     window, scrape = variables.window_seconds, variables.scrape_interval_seconds
-    selector = _matchers({variables.cluster_label: ("=", cluster)})
-    errors = _sum_all([window_count(name + selector, window, scrape) for name in ENVOY_FAILURES], first_required=False)
-    total = _sum_all([window_count(name + selector, window, scrape) for name in ENVOY_ATTEMPTS], first_required=True)
+    error_parts, total_parts = envoy_selectors(variables, side)
+    errors = _sum_all([window_count(selector, window, scrape) for selector in error_parts], first_required=False)
+    total = _sum_all([window_count(selector, window, scrape) for selector in total_parts], first_required=True)
     return CountQueries(errors=errors, total=total)
 
 

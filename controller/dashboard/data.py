@@ -33,8 +33,7 @@ from controller.adapters.policy_sources.resources import policy_from_resource
 from controller.core import dashboard_view
 from controller.core.analysis_pass import variables_for
 from controller.core.policy import CanaryPolicy
-from controller.core.promql import ENVOY_ATTEMPTS, ENVOY_FAILURES, ISTIO_OPENED, Side, Variables
-from controller.core.promql import quote as quote_promql
+from controller.core.promql import Side, Variables, envoy_selectors, istio_selectors
 from controller.core.status import CommandKind, Phase, RolloutStatus
 from controller.core.status_view import pending_commands, preview_command
 from controller.errors import CanaryError, NotFoundError
@@ -80,31 +79,15 @@ def _policy_destination(dest: Any) -> str:
 def counter_selectors(template: str, variables: Variables, side: Side) -> tuple[list[str], list[str]]:
     """The counter series a built-in error-ratio template reads for one side: (failures, attempts).
 
-    The same series as the check's own queries (``controller.core.promql``), selected raw so that a range
-    query returns every sample and each step's increase is counted exactly (``dashboard_view.increments``).
+    The check's own selectors (``controller.core.promql``), read raw so that a range query returns every
+    sample and each step's increase is counted exactly (``dashboard_view.increments``).
     """
-    workload, service, cluster = variables.of(side)
-    if template == "envoy-tcp-connect-error-ratio":
-        if cluster is None:
-            raise DashboardError(400, f"the policy's analysis.selector names no {side} Envoy cluster")
-        matcher = f"{{{variables.cluster_label}={quote_promql(cluster)}}}"
-        return [name + matcher for name in ENVOY_FAILURES], [name + matcher for name in ENVOY_ATTEMPTS]
-    if workload is None:
-        raise DashboardError(400, f"the policy's analysis.selector names no {side} workload")
-    base = (
-        f'reporter="source",destination_workload={quote_promql(workload)},'
-        f"destination_workload_namespace={quote_promql(variables.namespace)}"
-    )
-    totals = [f"{ISTIO_OPENED}{{{base}}}"]
-    errors = [f'{ISTIO_OPENED}{{{base},response_flags!="-"}}']
-    if service is not None:
-        unrouted = (
-            f'{ISTIO_OPENED}{{reporter="source",destination_service={quote_promql(service)},'
-            f'destination_workload="unknown",response_flags!="-"}}'
-        )
-        totals.append(unrouted)
-        errors.append(unrouted)
-    return errors, totals
+    try:
+        if template == "envoy-tcp-connect-error-ratio":
+            return envoy_selectors(variables, side)
+        return istio_selectors(variables, side)
+    except ValueError as exc:
+        raise DashboardError(400, f"the policy's analysis.selector has {exc}") from exc
 
 
 def _threshold(metric: Any) -> dict[str, Any]:
