@@ -14,11 +14,10 @@ from controller.adapters.policy_sources.directory import (
     load_policy_file,
 )
 from controller.adapters.policy_sources.merge import KIND, merge_snapshots
-from controller.adapters.policy_sources.resources import HTTP_GONE, CacheEntry, CrdPolicySource, policy_from_resource
+from controller.adapters.policy_sources.resources import CacheEntry, CrdPolicySource, policy_from_resource
 
 __all__ = [
     "FILE_LIMITS",
-    "HTTP_GONE",
     "KIND",
     "CacheEntry",
     "CrdPolicySource",
