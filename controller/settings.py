@@ -48,7 +48,25 @@ class Settings(BaseSettings):
         "one (Alibaba ASM keeps Istio config on its own control plane). Unset: the main cluster.",
     )
     mesh_context: str | None = Field(None, description="Kubeconfig context for the mesh API server.")
-    tick_seconds: float = Field(5.0, gt=0, le=3600, description="Seconds between reconcile passes. Default 5.")
+    tick_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between two looks at the policy sources; also how often a rollout under way without "
+        "analysis gets a pass (with analysis: every spec.analysis.interval, and at once on a watch event). Default 5.",
+    )
+    resync_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Seconds between two full resyncs, when every policy gets a pass whatever the watches said "
+        "(a safety net). 0: none. Default 300.",
+    )
+    watch_cache: bool = Field(
+        True,
+        description="Read routes, canary Deployments and status from watch caches (list and watch, kept in memory) "
+        "instead of the API at every pass. false needs only get RBAC, at the cost of API reads. Default true.",
+    )
     workers: int = Field(
         8, ge=1, le=256, description="Reconcile passes run in parallel (a slow one never delays others). Default 8."
     )

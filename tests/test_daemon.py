@@ -62,9 +62,11 @@ def test_a_slow_rollout_never_delays_the_others() -> None:
     for _ in range(10):
         controller.tick()
         time.sleep(0.05)
-    controller.shutdown(timeout=2)
+    assert routers["slow"].gets == 1, "a busy policy must never get a second pass at the same time"
+    controller.shutdown(timeout=3)
     assert routers["fast"].gets >= 8
-    assert routers["slow"].gets == 1, "a busy policy must be skipped, not queued"
+    # client-go's work queue: the nine resyncs while the slow pass ran collapse into one more pass after it.
+    assert routers["slow"].gets == 2
 
 
 def test_each_policy_problem_is_reported_once() -> None:

@@ -20,12 +20,18 @@ from pydantic import ValidationError
 
 from controller import __version__
 from controller.adapters.alerts import HttpAlertDelivery
-from controller.adapters.kubernetes.api import KubeApi, load_api_client
+from controller.adapters.kubernetes.api import CONFIGMAPS, DEPLOYMENTS, KubeApi, load_api_client
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
+from controller.adapters.kubernetes.informer import Informer, Informers
 from controller.adapters.kubernetes.leases import LeaderElector, LeaseLock
 from controller.adapters.kubernetes.secrets import SecretReader
-from controller.adapters.kubernetes.status import ConfigMapStatusStore, CrdStatusStore
-from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
+from controller.adapters.kubernetes.status import (
+    LABEL_NAME,
+    LABEL_NAMESPACE,
+    ConfigMapStatusStore,
+    CrdStatusStore,
+)
+from controller.adapters.kubernetes.traffic import KINDS, KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.adapters.policy_sources import (
     CrdPolicySource,
@@ -126,9 +132,19 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
         )
     # Without election there is one replica, always leading (the chart then runs one replica).
     is_leader: Callable[[], bool] = elector.is_leader if elector is not None else (lambda: True)
+    # Watch caches, each started when first needed (a cluster without TCPRoutes never lists them); their
+    # events queue the policies they concern (wired to the loop below).
+    namespaces = list(settings.watch_namespaces) or None
+    caches = Informers()
+    route_cache = workload_cache = None
+    if settings.watch_cache:
+        route_cache = caches.lazy(lambda kind: Informer(mesh, KINDS[kind], namespaces=namespaces, start=False))
+        workload_cache = caches.lazy(lambda _: Informer(main, DEPLOYMENTS, namespaces=namespaces, start=False))
     # Every write of rollout state is fenced: a replica that loses the lease stops writing at once.
-    router = FencedRouter(KubernetesTrafficRouter(mesh), is_leader)
-    workloads = KubernetesWorkloadReader(main)
+    router = FencedRouter(KubernetesTrafficRouter(mesh, cache_for=route_cache), is_leader)
+    workloads = KubernetesWorkloadReader(
+        main, cache_for=(lambda: workload_cache("Deployment")) if workload_cache is not None else None
+    )
     events = FencedEvents(KubernetesEventRecorder(main), is_leader)
     prometheus = PrometheusMetricsSource(
         default_url=settings.prometheus_url,
@@ -144,10 +160,15 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
     sources: list[PolicySource] = []
     if settings.policy_dir is not None:
         sources.append(DirectoryPolicySource(settings.policy_dir))
+    crd_source: CrdPolicySource | None = None
     if settings.watch_crds:
-        sources.append(
-            CrdPolicySource(main, namespaces=settings.watch_namespaces or None, label_selector=settings.policy_selector)
-        )
+        crd_source = CrdPolicySource(main, namespaces=namespaces, label_selector=settings.policy_selector)
+        sources.append(crd_source)
+    status_cache: Informer | None = None
+    if settings.watch_cache and settings.policy_dir is not None:
+        status_cache = caches.add(Informer(main, CONFIGMAPS, namespaces=[settings.namespace], start=False))
+        # It starts once _feed below has added its handler.
+    policy_cache = crd_source.informer if crd_source is not None and settings.watch_cache else None
     # Status writes are stamped with this daemon; another writer seen in a status is reported (and, with
     # election off, exactly one of the two stops writing the policy).
     guard = WriterGuard(
@@ -162,14 +183,20 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
     health = StoreHealth()
     crd_store = FencedStatusStore(
         health.watch(
-            "CanaryPolicy", GuardedStatusStore(CrdStatusStore(main), guard, is_leader=is_leader), not_found=False
+            "CanaryPolicy",
+            GuardedStatusStore(CrdStatusStore(main, cache=policy_cache), guard, is_leader=is_leader),
+            not_found=False,
         ),
         is_leader,
     )
     file_store = FencedStatusStore(
         health.watch(
             f"file-mode (namespace {settings.namespace})",
-            GuardedStatusStore(ConfigMapStatusStore(main, namespace=settings.namespace), guard, is_leader=is_leader),
+            GuardedStatusStore(
+                ConfigMapStatusStore(main, namespace=settings.namespace, cache=status_cache),
+                guard,
+                is_leader=is_leader,
+            ),
         ),
         is_leader,
     )
@@ -220,7 +247,10 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
         dispatcher=dispatcher,
         metrics=metrics,
         is_leader=is_leader,
+        resync_seconds=settings.resync_seconds,
     )
+    _feed(loop, caches, status_cache=status_cache, policy_cache=policy_cache)
+    metrics.watch_caches(lambda: [*caches.all(), *([policy_cache] if policy_cache is not None else [])])
     if elector is not None:
         loop.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
         loop.readiness["leader election"] = lambda: _election_ready(elector)
@@ -230,6 +260,33 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
         # Through the analysis's own connection: its token, headers and CA bundle.
         loop.readiness["prometheus"] = prometheus.ready
     return loop
+
+
+def _feed(
+    loop: ReconcileLoop, caches: Informers, *, status_cache: Informer | None, policy_cache: Informer | None
+) -> None:
+    """Queue the policies each watch event concerns; the caches start with the loop and stop with it."""
+
+    def route_changed(kind: str) -> Callable[[str, tuple[str, str], object, object], None]:
+        return lambda _type, key, _old, _new: loop.touch_target(kind, *key)
+
+    caches.on_create(
+        lambda name, informer: informer.add_handler(
+            (lambda _type, key, _old, _new: loop.touch_workload(*key)) if name == "Deployment" else route_changed(name)
+        )
+    )
+    if status_cache is not None:
+
+        def status_changed(_type: str, key: tuple[str, str], old: object, new: object) -> None:
+            labels = ((new or old or {}).get("metadata") or {}).get("labels") or {}  # type: ignore[attr-defined]
+            if LABEL_NAME in labels and LABEL_NAMESPACE in labels:
+                loop.touch((str(labels[LABEL_NAMESPACE]), str(labels[LABEL_NAME])))
+
+        status_cache.add_handler(status_changed)
+        status_cache.start()
+    if policy_cache is not None:
+        policy_cache.add_handler(lambda _type, key, _old, _new: loop.touch(key))
+    loop.on_close.append(caches.close)
 
 
 def _kubernetes_ready(api: KubeApi) -> str | None:

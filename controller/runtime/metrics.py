@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from controller.core.effects import Decision
 from controller.core.status import Alert, Phase
@@ -73,9 +77,36 @@ class ControllerMetrics:
             [*labels, "reason"],
             registry=self.registry,
         )
+        self.queue_depth = Gauge(
+            "canary_workqueue_depth", "Policies queued for a pass, not yet taken by a worker.", registry=self.registry
+        )
+        self.queue_seconds = Histogram(
+            "canary_workqueue_queue_seconds",
+            "Time from a policy being queued to a worker taking it, by why it was queued (event, timer, resync, "
+            "source, retry).",
+            ["reason"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.pass_lag = Histogram(
+            "canary_pass_lag_seconds",
+            "How late a timer's pass (next analysis look, step end, deadline) started after it was due.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.resyncs = Counter(
+            "canary_resyncs",
+            "Full resyncs (every policy queued): at start, on leading, and periodically.",
+            registry=self.registry,
+        )
         self._evaluations: dict[tuple[str, str], datetime | None] = {}
         self._stalls: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+
+    def watch_caches(self, caches: Callable[[], Iterable[Any]]) -> None:
+        """Export the watch caches' sizes and event counts (read when scraped): each has ``name``, ``len()``
+        and ``stats`` (:class:`~controller.adapters.kubernetes.informer.InformerStats`)."""
+        self.registry.register(_CacheCollector(caches))
 
     def alert_outcome(self, sink: str, result: str) -> None:
         """Count one final delivery outcome."""
@@ -123,3 +154,25 @@ class ControllerMetrics:
                 self.rollbacks.labels(reason=cause).inc()
             if isinstance(effect, Alert) and effect.name == "CanaryPromoted":
                 self.promotions.inc()
+
+
+class _CacheCollector(Collector):
+    """``canary_cache_objects`` and ``canary_cache_events_total`` from the watch caches, when scraped."""
+
+    def __init__(self, caches: Callable[[], Iterable[Any]]) -> None:
+        self.caches = caches
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        objects = GaugeMetricFamily("canary_cache_objects", "Objects held by each watch cache.", labels=["resource"])
+        events = CounterMetricFamily(
+            "canary_cache_events", "Watch events received by each watch cache, by type.", labels=["resource", "type"]
+        )
+        lists = CounterMetricFamily("canary_cache_lists", "LISTs made by each watch cache.", labels=["resource"])
+        for cache in self.caches():
+            objects.add_metric([cache.name], len(cache))
+            lists.add_metric([cache.name], cache.stats.lists)
+            for kind, count in sorted(cache.stats.events.items()):
+                events.add_metric([cache.name, kind], count)
+        yield objects
+        yield events
+        yield lists

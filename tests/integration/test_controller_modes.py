@@ -134,7 +134,10 @@ def test_one_broken_target_does_not_hold_up_the_other_rollouts(cluster: tuple[Ku
     emulator.create(_policy("shop"))
     emulator.create(_policy("shop", name="broken", vs="broken"))
     emulator.faults.add(verb="GET", resource="virtualservices", name="broken", status=500)
-    settings = Settings(kubeconfig=str(kubeconfig), tick_seconds=0.05, watch_crds=True, api_timeout_seconds=2)
+    # Reading each target at every pass (no watch cache), so that every pass of "broken" fails its read.
+    settings = Settings(
+        kubeconfig=str(kubeconfig), tick_seconds=0.05, watch_crds=True, api_timeout_seconds=2, watch_cache=False
+    )
     controller = build_loop(settings, analysis=StepFailingAnalysis(-1))
     try:
 

@@ -469,3 +469,55 @@ class Informer:
                     handler(*change)
                 except Exception:
                     log.exception("a %s watch handler failed", self.name)
+
+
+class Informers:
+    """A daemon's watch caches: added ones, and lazy ones made and started the first time they are asked for
+    (a cluster without TCPRoutes never has them listed). Handlers given to :meth:`on_create` are added to
+    each lazy cache before it starts, so none of its events is missed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._all: dict[str, Informer] = {}
+        self._hooks: list[Callable[[str, Informer], None]] = []
+        self._closed = False
+
+    def add(self, informer: Informer) -> Informer:
+        """Hold ``informer`` (not started here) so it is counted and closed with the others."""
+        with self._lock:
+            self._all[f"{informer.name}/{len(self._all)}"] = informer
+        return informer
+
+    def on_create(self, hook: Callable[[str, Informer], None]) -> None:
+        """Call ``hook(name, informer)`` for every lazy cache made from now on, before it starts."""
+        self._hooks.append(hook)
+
+    def lazy(self, factory: Callable[[str], Informer]) -> Callable[[str], Informer | None]:
+        """A getter by name: the first call with a name makes ``factory(name)``, runs the hooks and starts it."""
+
+        def get(name: str) -> Informer | None:
+            with self._lock:
+                if self._closed:
+                    return None
+                informer = self._all.get(name)
+                if informer is None:
+                    informer = self._all[name] = factory(name)
+                    for hook in self._hooks:
+                        hook(name, informer)
+                    informer.start()
+            return informer
+
+        return get
+
+    def all(self) -> list[Informer]:
+        """Every cache made so far."""
+        with self._lock:
+            return list(self._all.values())
+
+    def close(self) -> None:
+        """Stop every cache; none is made afterwards."""
+        with self._lock:
+            self._closed = True
+            informers = list(self._all.values())
+        for informer in informers:
+            informer.close()

@@ -28,6 +28,7 @@ from kubernetes import client as k8s
 from pydantic import ValidationError
 
 from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi, Resource, as_dict, metadata_of
+from controller.adapters.kubernetes.informer import Informer
 from controller.core.status import Command, CommandKind, RolloutStatus
 from controller.core.writers import WriterStamp
 from controller.errors import ApiError, ConflictError, NotFoundError
@@ -120,12 +121,24 @@ def _status_from(raw: Any, *, where: str) -> RolloutStatus:
 
 
 class CrdStatusStore:
-    """Status in the CanaryPolicy resource's status subresource."""
+    """Status in the CanaryPolicy resource's status subresource.
 
-    def __init__(self, api: KubeApi) -> None:
+    Args:
+        api: the API server holding CanaryPolicy resources.
+        cache: their watch cache (the CRD policy source's); None to read each from the API.
+    """
+
+    def __init__(self, api: KubeApi, *, cache: Informer | None = None) -> None:
         self.api = api
+        self.cache = cache
 
     def _get(self, policy: PolicyRef) -> dict[str, Any]:
+        cache = self.cache
+        if cache is not None and cache.synced() and cache.covers(policy.namespace):
+            obj = cache.get(policy.namespace, policy.name)
+            if obj is None:
+                raise NotFoundError([f"CanaryPolicy {policy.namespace}/{policy.name}: not found"], code=404)
+            return obj
         return as_dict(self.api.get_obj(resource=CANARYPOLICIES, namespace=policy.namespace, name=policy.name))
 
     def load(self, *, policy: PolicyRef) -> LoadedStatus:
@@ -144,14 +157,21 @@ class CrdStatusStore:
         self, *, policy: PolicyRef, status: RolloutStatus, version: str | None, writer: WriterStamp | None = None
     ) -> str:
         """Replace the status subresource, conditionally on ``version``, stamped with ``writer``."""
-        obj = self._get(policy)
+        obj = dict(self._get(policy))  # a cached object is shared: change a copy
         if version is not None and obj["metadata"].get("resourceVersion") != version:
             raise ConflictError([f"CanaryPolicy {policy.namespace}/{policy.name} changed since it was read"], code=409)
         obj["status"] = _stored(status, writer)
-        result = self.api.replace_status(
-            resource=CANARYPOLICIES, namespace=policy.namespace, name=policy.name, body=obj
-        )
-        return str(as_dict(result)["metadata"]["resourceVersion"])
+        try:
+            result = as_dict(
+                self.api.replace_status(resource=CANARYPOLICIES, namespace=policy.namespace, name=policy.name, body=obj)
+            )
+        except ConflictError:
+            if self.cache is not None:
+                self.cache.refresh(policy.namespace, policy.name)
+            raise
+        if self.cache is not None:
+            self.cache.upsert(result)
+        return str(result["metadata"]["resourceVersion"])
 
     def add_command(self, *, policy: PolicyRef, command: Command) -> None:
         """Append a command to the resource's annotation (retried on conflict)."""
@@ -179,31 +199,47 @@ def configmap_name(policy: PolicyRef) -> str:
 
 
 class ConfigMapStatusStore:
-    """Status in one ConfigMap per policy, in the controller's namespace (file mode)."""
+    """Status in one ConfigMap per policy, in the controller's namespace (file mode).
 
-    def __init__(self, api: KubeApi, *, namespace: str) -> None:
+    Args:
+        api: the main API server.
+        namespace: the controller's namespace.
+        cache: a watch cache of the ConfigMaps of ``namespace``; None to read each from the API.
+    """
+
+    def __init__(self, api: KubeApi, *, namespace: str, cache: Informer | None = None) -> None:
         self.api = api
         self.namespace = namespace
+        self.cache = cache
 
-    def _get(self, policy: PolicyRef) -> k8s.V1ConfigMap | None:
+    def _cached(self) -> Informer | None:
+        cache = self.cache
+        return cache if cache is not None and cache.synced() and cache.covers(self.namespace) else None
+
+    def _get(self, policy: PolicyRef, *, fresh: bool = False) -> dict[str, Any] | None:
+        """The ConfigMap as JSON, from the cache unless ``fresh``; None when it does not exist."""
         name = configmap_name(policy)
+        cache = self._cached()
+        if cache is not None:
+            return cache.refresh(self.namespace, name) if fresh else cache.get(self.namespace, name)
         try:
-            configmap: k8s.V1ConfigMap = self.api.get_obj(resource=CONFIGMAPS, namespace=self.namespace, name=name)
+            configmap = self.api.get_obj(resource=CONFIGMAPS, namespace=self.namespace, name=name)
         except NotFoundError:
             return None
-        return configmap
+        return _json(self.api, configmap)
 
     def load(self, *, policy: PolicyRef) -> LoadedStatus:
         """Status, resourceVersion and commands; a fresh status when the ConfigMap does not exist yet."""
         cm = self._get(policy)
         if cm is None:
             return LoadedStatus(status=RolloutStatus(), version=None, commands=[])
-        where = f"ConfigMap {self.namespace}/{metadata_of(cm).name}"
-        raw = json.loads((cm.data or {}).get("status") or "null")
+        meta = cm.get("metadata") or {}
+        where = f"ConfigMap {self.namespace}/{meta.get('name')}"
+        raw = json.loads((cm.get("data") or {}).get("status") or "null")
         return LoadedStatus(
             status=_status_from(raw, where=where),
-            version=metadata_of(cm).resource_version,
-            commands=parse_commands(metadata_of(cm).annotations, where=where),
+            version=meta.get("resourceVersion"),
+            commands=parse_commands(meta.get("annotations"), where=where),
             writer=_writer_from(raw),
         )
 
@@ -235,42 +271,64 @@ class ConfigMapStatusStore:
             data=data,
         )
 
+    def _written(self, answer: Any) -> str:
+        """Write the server's answer through to the cache; its resourceVersion."""
+        if self.cache is not None:
+            self.cache.upsert(_json(self.api, answer))
+        return str(metadata_of(answer).resource_version)
+
     def save(
         self, *, policy: PolicyRef, status: RolloutStatus, version: str | None, writer: WriterStamp | None = None
     ) -> str:
         """Create or replace the ConfigMap, conditionally on ``version`` (None: must not exist yet)."""
         name = configmap_name(policy)
-        if version is None:
-            created = self.api.create_obj(
-                resource=CONFIGMAPS, namespace=self.namespace, body=self._body(policy, status, None, None, writer)
+        try:
+            if version is None:
+                created = self.api.create_obj(
+                    resource=CONFIGMAPS, namespace=self.namespace, body=self._body(policy, status, None, None, writer)
+                )
+                return self._written(created)
+            current = self._get(policy)
+            meta = (current or {}).get("metadata") or {}
+            if self._cached() is not None and meta.get("resourceVersion") != version:
+                # The cache has moved on since the load: the write would fail on the server too.
+                raise ConflictError([f"ConfigMap {self.namespace}/{name} changed since it was read"], code=409)
+            replaced = self.api.replace_obj(
+                resource=CONFIGMAPS,
+                namespace=self.namespace,
+                name=name,
+                body=self._body(policy, status, meta.get("annotations"), version, writer),
             )
-            return str(metadata_of(created).resource_version)
-        current = self._get(policy)
-        annotations = metadata_of(current).annotations if current is not None else None
-        replaced = self.api.replace_obj(
-            resource=CONFIGMAPS,
-            namespace=self.namespace,
-            name=name,
-            body=self._body(policy, status, annotations, version, writer),
-        )
-        return str(metadata_of(replaced).resource_version)
+        except ConflictError:
+            if self._cached() is not None:
+                self._get(policy, fresh=True)
+            raise
+        return self._written(replaced)
 
     def add_command(self, *, policy: PolicyRef, command: Command) -> None:
         """Append a command to the ConfigMap's annotation, creating the ConfigMap if needed."""
         name = configmap_name(policy)
 
         def attempt() -> None:
-            current = self._get(policy)
+            current = self._get(policy, fresh=True)
             if current is None:
                 body = self._body(policy, None, _with_command(None, command), None)
                 self.api.create_obj(resource=CONFIGMAPS, namespace=self.namespace, body=body)
                 return
+            meta = current.get("metadata") or {}
             patch = {
                 "metadata": {
-                    "resourceVersion": metadata_of(current).resource_version,
-                    "annotations": _with_command(metadata_of(current).annotations, command),
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "annotations": _with_command(meta.get("annotations"), command),
                 }
             }
             self.api.patch_obj(resource=CONFIGMAPS, namespace=self.namespace, name=name, patch=patch)
 
         retry_on_conflict(attempt, what=f"ConfigMap {self.namespace}/{name}")
+
+
+def _json(api: KubeApi, obj: Any) -> dict[str, Any]:
+    """A client model (or a dict) as the server's JSON."""
+    if isinstance(obj, dict):
+        return obj
+    return as_dict(api.api_client.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]

@@ -1,26 +1,63 @@
-"""The canary Deployment: is it Available, and what is its pod template (its revision)?"""
+"""The canary Deployment: is it Available, and what is its pod template (its revision)?
+
+With a watch cache of Deployments, the answer comes from memory, worked out once per version of the
+Deployment. A cached Deployment goes through the official client's model exactly as one read from the API
+does, so its pod template, and with it the rollout's revision hash, is the same either way (the server's
+JSON differs from the model's: ``creationTimestamp: null``, timestamps' spelling).
+"""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from controller.adapters.kubernetes.api import DEPLOYMENTS, KubeApi, metadata_of
+from controller.adapters.kubernetes.informer import Informer, version_of
 from controller.errors import NotFoundError
 from controller.ports import CanaryWorkload
 
 
 class KubernetesWorkloadReader:
-    """Reads Deployments from the workload cluster (the main API server, also with ASM)."""
+    """Reads Deployments from the workload cluster (the main API server, also with ASM).
 
-    def __init__(self, api: KubeApi) -> None:
+    Args:
+        api: the API server holding the workloads.
+        cache_for: the watch cache of Deployments, made when first asked for; None (or one not synced yet)
+            reads each from the API.
+    """
+
+    def __init__(self, api: KubeApi, *, cache_for: Callable[[], Informer | None] | None = None) -> None:
         self.api = api
+        self.cache_for = cache_for or (lambda: None)
+        self._known: dict[tuple[str, str], tuple[str, CanaryWorkload]] = {}
+        self._lock = threading.Lock()
 
     def canary(self, *, namespace: str, name: str) -> CanaryWorkload:
         """Ready when the rollout of its current generation is complete and it is Available."""
-        try:
-            deployment = self.api.get_obj(resource=DEPLOYMENTS, namespace=namespace, name=name)
-        except NotFoundError:
+        cache = self.cache_for()
+        if cache is None or not cache.synced() or not cache.covers(namespace):
+            try:
+                deployment = self.api.get_obj(resource=DEPLOYMENTS, namespace=namespace, name=name)
+            except NotFoundError:
+                return CanaryWorkload(ready=False, message=f"Deployment {namespace}/{name} not found", template=None)
+            return self._judge(deployment, namespace=namespace, name=name)
+        raw = cache.get(namespace, name)
+        if raw is None:
             return CanaryWorkload(ready=False, message=f"Deployment {namespace}/{name} not found", template=None)
+        version = version_of(raw) or ""
+        with self._lock:
+            known = self._known.get((namespace, name))
+        if known is not None and known[0] == version:
+            return known[1]
+        model = self.api.api_client.deserialize(json.dumps(raw), "V1Deployment", "application/json")
+        answer = self._judge(model, namespace=namespace, name=name)
+        with self._lock:
+            self._known[(namespace, name)] = (version, answer)
+        return answer
+
+    def _judge(self, deployment: Any, *, namespace: str, name: str) -> CanaryWorkload:
         spec = deployment.spec
         if spec is None:
             return CanaryWorkload(ready=False, message=f"Deployment {namespace}/{name} has no spec", template=None)
