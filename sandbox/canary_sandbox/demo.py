@@ -503,9 +503,12 @@ def _drive(
             verdict = status.get("lastVerdict")
             if index >= 0 and verdict:
                 # A verdict older than the step's start is the previous step's final gate (the one that
-                # advanced the rollout), carried over in the status until this step's first check.
+                # advanced the rollout), carried over in the status until this step's first check; so is one
+                # seen before the step has started (its weight written, not yet confirmed): no look of a step
+                # happens before its start.
                 analysed, started = status.get("lastAnalysisAt"), status.get("stepStartedAt")
-                owner = index - 1 if analysed and started and _instant(analysed) <= _instant(started) else index
+                previous = not started or (analysed and _instant(analysed) <= _instant(started))
+                owner = index - 1 if previous else index
                 if owner >= 0:
                     verdicts[owner] = str(verdict).split(":", 1)[0]
             measured = status.get("lastTrafficShare")
