@@ -124,18 +124,20 @@ does not call.
   verbs: ["update"]
 {{- end }}
 {{- if not .Values.meshKubeconfig.secretName }}
-# KubernetesTrafficRouter: read the route, JSON-patch one destination list (with a `test` first).
+# KubernetesTrafficRouter: read the route (list and watch: the watch cache), JSON-patch one destination list
+# (with a `test` first).
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
-  verbs: ["get", "patch"]
+  verbs: [{{ include "canary-controller.readVerbs" . }}, "patch"]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["tcproutes"]
-  verbs: ["get", "patch"]
+  verbs: [{{ include "canary-controller.readVerbs" . }}, "patch"]
 {{- end }}
-# KubernetesWorkloadReader: is the canary Deployment Available, and what is its pod template?
+# KubernetesWorkloadReader: is the canary Deployment Available, and what is its pod template? (list and
+# watch: the watch cache)
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get"]
+  verbs: [{{ include "canary-controller.readVerbs" . }}]
 # KubernetesEventRecorder creates core/v1 Events.
 - apiGroups: [""]
   resources: ["events"]
@@ -159,10 +161,11 @@ does not call.
 {{/* The rules in the release namespace: file-mode status ConfigMaps and the leader-election Lease. */}}
 {{- define "canary-controller.ownRules" -}}
 {{- if .Values.policies }}
-# ConfigMapStatusStore: one ConfigMap per file policy, read, created, then replaced.
+# ConfigMapStatusStore: one ConfigMap per file policy, read (list and watch: the watch cache), created, then
+# replaced.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "update"]
+  verbs: [{{ include "canary-controller.readVerbs" . }}, "create", "update"]
 {{- end }}
 {{- if .Values.leaderElection.enabled }}
 # LeaseLock: create the Lease once (create cannot be limited by name), then read and renew it.
@@ -174,4 +177,10 @@ does not call.
   resourceNames: [{{ include "canary-controller.leaseName" . | quote }}]
   verbs: ["get", "update"]
 {{- end }}
+{{- end }}
+
+{{/* How the controller reads routes, Deployments and status ConfigMaps: get, plus list and watch for its
+watch caches (watchCache). */}}
+{{- define "canary-controller.readVerbs" -}}
+{{- if .Values.watchCache }}"get", "list", "watch"{{ else }}"get"{{ end }}
 {{- end }}

@@ -40,13 +40,13 @@ CRD_RULES = {
     rule("canaryctl.dev", "canarypolicies/status", "update"),
 }
 ROUTE_RULES = {
-    rule("networking.istio.io", "virtualservices", "get patch"),
-    rule("gateway.networking.k8s.io", "tcproutes", "get patch"),
+    rule("networking.istio.io", "virtualservices", "get list watch patch"),
+    rule("gateway.networking.k8s.io", "tcproutes", "get list watch patch"),
 }
-WORKLOAD_AND_EVENT_RULES = {rule("apps", "deployments", "get"), rule("", "events", "create")}
+WORKLOAD_AND_EVENT_RULES = {rule("apps", "deployments", "get list watch"), rule("", "events", "create")}
 SECRET_RULE = rule("", "secrets", "get")
 POLICY_RULES = CRD_RULES | ROUTE_RULES | WORKLOAD_AND_EVENT_RULES
-CONFIGMAP_RULE = rule("", "configmaps", "get create update")
+CONFIGMAP_RULE = rule("", "configmaps", "get list watch create update")
 
 
 def lease_rules(lease: str) -> set[Rule]:
@@ -293,6 +293,8 @@ def test_default_environment(helm_results: dict[str, Outcome]) -> None:
         "CANARY_WATCH_CRDS": "true",
         "CANARY_TICK_SECONDS": "5",
         "CANARY_WORKERS": "8",
+        "CANARY_RESYNC_SECONDS": "300",
+        "CANARY_WATCH_CACHE": "true",
         "CANARY_LOG_LEVEL": "INFO",
         "CANARY_HTTP_PORT": "8080",
         "CANARY_LEADER_ELECT": "true",
