@@ -7,9 +7,13 @@ standard input, one JSON line per command:
 
 * ``phases``: how many file-mode status ConfigMaps (in ``--controller-namespace``) are in each phase;
   ``missing`` counts the rollouts without one yet.
-* ``dump PATH``: writes every request served so far (``[monotonic time, verb, resource, subresource,
-  namespace, name]``) and every write (with the canary weight of a written VirtualService, and the status
-  fields a status ConfigMap write changed) to ``PATH`` as JSON; answers with the counts.
+* ``paused NAMESPACE,NAMESPACE...``: of those rollouts' status ConfigMaps, how many are in each phase (and
+  ``Paused/<pausedReason>`` for the paused ones).
+* ``dump PATH [SINCE]``: writes every request served so far (``[monotonic time, verb, resource, subresource,
+  namespace, name]``; with ``SINCE``, only those from that monotonic time on) and every write (with its
+  ``User-Agent``, the canary weight of a written VirtualService, and for a status ConfigMap the status
+  fields the write changed and the phase, ``pausedReason`` and stall it holds) to ``PATH`` as JSON;
+  answers with the counts.
 
 It exits when standard input closes (so it never outlives the benchmark), or on SIGTERM or SIGINT.
 Requests are counted where the emulator routes them (fault injection sees every request), so
@@ -80,10 +84,16 @@ def canary_weight(obj: dict[str, Any]) -> int | None:
     return None
 
 
-def changed_fields(previous: dict[str, dict[str, Any]], name: str, obj: dict[str, Any]) -> list[str]:
-    """The top-level fields of a status ConfigMap's ``data.status`` that differ from its previous write."""
+def stored_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """A status ConfigMap's ``data.status``, parsed (empty when it has none)."""
     raw = (obj.get("data") or {}).get("status")
     status: dict[str, Any] = json.loads(raw) if raw else {}
+    return status
+
+
+def changed_fields(previous: dict[str, dict[str, Any]], name: str, obj: dict[str, Any]) -> list[str]:
+    """The top-level fields of a status ConfigMap's ``data.status`` that differ from its previous write."""
+    status = stored_status(obj)
     before = previous.get(name, {})
     previous[name] = status
     return sorted(key for key in set(status) | set(before) if status.get(key) != before.get(key))
@@ -111,9 +121,24 @@ def verdicts(emulator: KubeApiEmulator, namespace: str) -> dict[str, int]:
     return dict(found.most_common(10))
 
 
-def dump(emulator: KubeApiEmulator, faults: CountingFaults, path: str) -> dict[str, int]:
-    """Write the request log and the write history to ``path``."""
-    requests = list(faults.requests)
+def paused(emulator: KubeApiEmulator, namespace: str, rollouts: Sequence[str]) -> dict[str, int]:
+    """Of the given rollouts (by namespace), how many status ConfigMaps are in each phase (``Paused/<reason>``
+    for paused ones; ``missing`` when there is none)."""
+    found: Counter[str] = Counter()
+    for rollout in rollouts:
+        obj = emulator.get("configmaps", f"canary-{rollout}-tcp-echo", namespace=namespace)
+        if obj is None:
+            found["missing"] += 1
+            continue
+        status = stored_status(obj)
+        phase = str(status.get("phase"))
+        found[f"{phase}/{status.get('pausedReason')}" if phase == "Paused" else phase] += 1
+    return dict(found)
+
+
+def dump(emulator: KubeApiEmulator, faults: CountingFaults, path: str, since: float | None = None) -> dict[str, int]:
+    """Write the request log (from ``since`` on, when given) and the whole write history to ``path``."""
+    requests = [row for row in faults.requests if since is None or row[0] >= since]
     writes = []
     statuses: dict[str, dict[str, Any]] = {}
     for record in emulator.history(source="http"):
@@ -125,11 +150,16 @@ def dump(emulator: KubeApiEmulator, faults: CountingFaults, path: str) -> dict[s
             "namespace": record.namespace,
             "name": record.name,
             "changed": record.changed,
+            "user_agent": record.user_agent,
         }
         if record.resource.startswith("virtualservices."):
             write["weight"] = canary_weight(record.object)
         elif record.resource == "configmaps":
             write["status_fields_changed"] = changed_fields(statuses, record.name, record.object)
+            status = statuses[record.name]
+            write["phase"] = status.get("phase")
+            write["paused_reason"] = status.get("pausedReason")
+            write["stall"] = status.get("stall")
         writes.append(write)
     Path(path).write_text(json.dumps({"requests": requests, "writes": writes}), encoding="utf-8")
     return {"requests": len(requests), "writes": len(writes)}
@@ -180,8 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     reply = phases(emulator, args.controller_namespace, args.count)
                 elif words[0] == "verdicts":
                     reply = verdicts(emulator, args.controller_namespace)
-                elif words[0] == "dump" and len(words) == 2:
-                    reply = dump(emulator, faults, words[1])
+                elif words[0] == "paused" and len(words) == 2:
+                    reply = paused(emulator, args.controller_namespace, words[1].split(","))
+                elif words[0] == "dump" and len(words) in (2, 3):
+                    reply = dump(emulator, faults, words[1], float(words[2]) if len(words) == 3 else None)
                 else:
                     reply = {"error": f"unknown command {line.strip()!r}"}
                 print(json.dumps(reply), flush=True)
