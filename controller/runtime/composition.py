@@ -6,6 +6,7 @@ for the Kubernetes API (:func:`open_kube_api`) and the Prometheus connection (:f
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -249,8 +251,10 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
         is_leader=is_leader,
         resync_seconds=settings.resync_seconds,
     )
-    _feed(loop, caches, status_cache=status_cache, policy_cache=policy_cache)
-    metrics.watch_caches(lambda: [*caches.all(), *([policy_cache] if policy_cache is not None else [])])
+    _feed(loop, caches, status_cache=status_cache, policy_cache=policy_cache, instance=guard.me.instance)
+    loop.on_tick.append(
+        lambda: metrics.observe_caches([*caches.all(), *([policy_cache] if policy_cache is not None else [])])
+    )
     if elector is not None:
         loop.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
         loop.readiness["leader election"] = lambda: _election_ready(elector)
@@ -262,12 +266,44 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
     return loop
 
 
+def _writer_instance(status: object) -> str | None:
+    """The ``instance`` of a stored status's writer stamp (None without one)."""
+    writer = status.get("writer") if isinstance(status, dict) else None
+    instance = writer.get("instance") if isinstance(writer, dict) else None
+    return str(instance) if instance else None
+
+
+def _annotations(obj: Any) -> Any:
+    return ((obj or {}).get("metadata") or {}).get("annotations")
+
+
+def _own_status_write(old: Any, new: Any, status_of: Callable[[Any], object], instance: str) -> bool:
+    """Whether a change is only this process's own status write (its watch event may come back before the
+    write's answer is written through): nothing a pass has not already seen, so it queues nothing."""
+    if old is None or new is None or _annotations(old) != _annotations(new):
+        return False  # created, deleted, or a command (commands live in the annotations)
+    return _writer_instance(status_of(new)) == instance
+
+
+def _configmap_status(obj: Any) -> object:
+    raw = ((obj or {}).get("data") or {}).get("status")
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def _feed(
-    loop: ReconcileLoop, caches: Informers, *, status_cache: Informer | None, policy_cache: Informer | None
+    loop: ReconcileLoop,
+    caches: Informers,
+    *,
+    status_cache: Informer | None,
+    policy_cache: Informer | None,
+    instance: str,
 ) -> None:
     """Queue the policies each watch event concerns; the caches start with the loop and stop with it."""
 
-    def route_changed(kind: str) -> Callable[[str, tuple[str, str], object, object], None]:
+    def route_changed(kind: str) -> Callable[[str, tuple[str, str], Any, Any], None]:
         return lambda _type, key, _old, _new: loop.touch_target(kind, *key)
 
     caches.on_create(
@@ -277,16 +313,32 @@ def _feed(
     )
     if status_cache is not None:
 
-        def status_changed(_type: str, key: tuple[str, str], old: object, new: object) -> None:
-            labels = ((new or old or {}).get("metadata") or {}).get("labels") or {}  # type: ignore[attr-defined]
-            if LABEL_NAME in labels and LABEL_NAMESPACE in labels:
+        def status_changed(_type: str, key: tuple[str, str], old: Any, new: Any) -> None:
+            labels = ((new or old or {}).get("metadata") or {}).get("labels") or {}
+            if LABEL_NAME not in labels or LABEL_NAMESPACE not in labels:
+                return
+            if not _own_status_write(old, new, _configmap_status, instance):
                 loop.touch((str(labels[LABEL_NAMESPACE]), str(labels[LABEL_NAME])))
 
         status_cache.add_handler(status_changed)
         status_cache.start()
     if policy_cache is not None:
-        policy_cache.add_handler(lambda _type, key, _old, _new: loop.touch(key))
+
+        def policy_changed(_type: str, key: tuple[str, str], old: Any, new: Any) -> None:
+            if old is None or new is None or _validated(old) != _validated(new):
+                # A new, deleted or edited policy (commands included): take the source's new snapshot now,
+                # which queues what changed, instead of waiting for the tick.
+                loop.sync()
+            elif not _own_status_write(old, new, lambda obj: (obj or {}).get("status"), instance):
+                loop.touch(key)
+
+        policy_cache.add_handler(policy_changed)
     loop.on_close.append(caches.close)
+
+
+def _validated(obj: Any) -> Any:
+    metadata = (obj or {}).get("metadata") or {}
+    return (obj.get("spec"), metadata.get("labels"), metadata.get("annotations"), metadata.get("generation"))
 
 
 def _kubernetes_ready(api: KubeApi) -> str | None:

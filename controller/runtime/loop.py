@@ -118,6 +118,7 @@ class ReconcileLoop:
         self._reported: set[SourceProblem] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self.heartbeat: datetime | None = None
         self.election: ElectionThread | None = None  # set by the composition root when electing a leader
 
@@ -134,6 +135,10 @@ class ReconcileLoop:
         Returns:
             Whether this replica leads and its sources have synced (passes may run).
         """
+        with self._sync_lock:  # the scheduler's tick and a watch thread (a policy edited) may call it at once
+            return self._sync()
+
+    def _sync(self) -> bool:
         if self._stop.is_set():
             return False
         self.heartbeat = self.clock.now()

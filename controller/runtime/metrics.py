@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from controller.core.effects import Decision
 from controller.core.status import Alert, Phase
@@ -99,14 +97,45 @@ class ControllerMetrics:
             "Full resyncs (every policy queued): at start, on leading, and periodically.",
             registry=self.registry,
         )
+        self.cache_objects = Gauge(
+            "canary_cache_objects", "Objects held by each watch cache.", ["resource"], registry=self.registry
+        )
+        self.cache_events = Counter(
+            "canary_cache_events",
+            "Watch events received by each watch cache, by type.",
+            ["resource", "type"],
+            registry=self.registry,
+        )
+        self.cache_lists = Counter(
+            "canary_cache_lists",
+            "LISTs made by each watch cache (its first, and each after a failure or a 410).",
+            ["resource"],
+            registry=self.registry,
+        )
+        self._cache_counts: dict[tuple[str, str, str], int] = {}
         self._evaluations: dict[tuple[str, str], datetime | None] = {}
         self._stalls: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
-    def watch_caches(self, caches: Callable[[], Iterable[Any]]) -> None:
-        """Export the watch caches' sizes and event counts (read when scraped): each has ``name``, ``len()``
-        and ``stats`` (:class:`~controller.adapters.kubernetes.informer.InformerStats`)."""
-        self.registry.register(_CacheCollector(caches))
+    def observe_caches(self, caches: Iterable[Any]) -> None:
+        """Update the watch caches' metrics (at each tick): each cache has ``name``, ``len()`` and ``stats``
+        (:class:`~controller.adapters.kubernetes.informer.InformerStats`, counts since its start)."""
+        for cache in caches:
+            self.cache_objects.labels(cache.name).set(len(cache))
+            counts = {
+                ("lists", ""): cache.stats.lists,
+                **{("event", kind): n for kind, n in cache.stats.events.items()},
+            }
+            for (what, kind), count in counts.items():
+                key = (cache.name, what, kind)
+                with self._lock:
+                    delta = count - self._cache_counts.get(key, 0)
+                    self._cache_counts[key] = count
+                if delta > 0:
+                    if what == "lists":
+                        self.cache_lists.labels(cache.name).inc(delta)
+                    else:
+                        self.cache_events.labels(cache.name, kind).inc(delta)
 
     def alert_outcome(self, sink: str, result: str) -> None:
         """Count one final delivery outcome."""
@@ -154,25 +183,3 @@ class ControllerMetrics:
                 self.rollbacks.labels(reason=cause).inc()
             if isinstance(effect, Alert) and effect.name == "CanaryPromoted":
                 self.promotions.inc()
-
-
-class _CacheCollector(Collector):
-    """``canary_cache_objects`` and ``canary_cache_events_total`` from the watch caches, when scraped."""
-
-    def __init__(self, caches: Callable[[], Iterable[Any]]) -> None:
-        self.caches = caches
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        objects = GaugeMetricFamily("canary_cache_objects", "Objects held by each watch cache.", labels=["resource"])
-        events = CounterMetricFamily(
-            "canary_cache_events", "Watch events received by each watch cache, by type.", labels=["resource", "type"]
-        )
-        lists = CounterMetricFamily("canary_cache_lists", "LISTs made by each watch cache.", labels=["resource"])
-        for cache in self.caches():
-            objects.add_metric([cache.name], len(cache))
-            lists.add_metric([cache.name], cache.stats.lists)
-            for kind, count in sorted(cache.stats.events.items()):
-                events.add_metric([cache.name, kind], count)
-        yield objects
-        yield events
-        yield lists

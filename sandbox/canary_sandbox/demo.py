@@ -489,6 +489,7 @@ def _drive(
     if sandbox.dashboard_url is not None:
         on_dashboard(sandbox.dashboard_url)
     verdicts: dict[int, str] = {}
+    last_index: int | None = None
     shares: dict[int, float] = {}  # weight -> the controller's measured canary share at its last evaluation
     state = LiveState()
     fault_at: float | None = None
@@ -511,6 +512,11 @@ def _drive(
                 owner = index - 1 if previous else index
                 if owner >= 0:
                     verdicts[owner] = str(verdict).split(":", 1)[0]
+            if last_index is not None and index > last_index >= 0 and _advanced_to(status, index):
+                # The controller advances a step only on a passing analysis of the whole step: that is its
+                # verdict, even when this step's first look has already replaced it in the status.
+                verdicts[last_index] = "pass"
+            last_index = index if index >= 0 else last_index
             measured = status.get("lastTrafficShare")
             if isinstance(measured, dict) and isinstance(measured.get("share"), int | float):
                 shares[int(measured["weight"])] = float(measured["share"])
@@ -568,6 +574,17 @@ def _counting_window(changes: list[RouteChange], phase: str, canary: str) -> _Wi
             end = last.written_at or last.seen_at
             return _Window((failed.confirmed_at or failed.seen_at, end), _canary_weight(failed, canary))
     return _Window((last.confirmed_at or last.seen_at, None), _canary_weight(last, canary))
+
+
+def _advanced_to(status: dict[str, Any], index: int) -> bool:
+    """Whether the status's history says the rollout reached step ``index`` by advancing (``StepAdvanced``)."""
+    prefix = f"step {index + 1}/"
+    return any(
+        isinstance(entry, dict)
+        and entry.get("reason") == "StepAdvanced"
+        and str(entry.get("message", "")).startswith(prefix)
+        for entry in status.get("history") or []
+    )
 
 
 def _instant(text: str) -> datetime:
