@@ -14,24 +14,12 @@ from collections.abc import Callable
 import pytest
 
 from controller.runtime.workqueue import WorkQueue
+from tests.support.clock import FakeClock
 
 Key = tuple[str, str]
 A: Key = ("shop", "checkout")
 B: Key = ("shop", "cart")
 C: Key = ("billing", "invoices")
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

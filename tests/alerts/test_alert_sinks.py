@@ -42,6 +42,7 @@ from tests.alerts.conftest import (
     many_checks,
 )
 from tests.prom.servers import wait_until
+from tests.support.clock import FakeClock
 
 SLACK_TOKEN = "XkT3PqR8vLmN2sW9yZa4bC7d"
 SLACK_PATH = f"/services/T0ABCDEFG/B0HIJKLMN/{SLACK_TOKEN}"
@@ -63,19 +64,6 @@ def no_wait() -> tuple[list[float], Callable[[float], None]]:
     """A ``sleep`` that records the waits instead of waiting."""
     waits: list[float] = []
     return waits, waits.append
-
-
-class FakeClock:
-    """Monotonic time that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class AlwaysFailing:
@@ -765,7 +753,7 @@ def test_5xx_429_and_408_are_retryable_and_other_4xx_are_not(
 
 
 def test_backoff_waits_grow_exponentially_up_to_max_delay() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     waits, sleep = no_wait()
 
     outcome = deliver(
@@ -784,7 +772,7 @@ def test_backoff_waits_grow_exponentially_up_to_max_delay() -> None:
 
 
 def test_backoff_waits_are_jittered_between_zero_and_the_exponential_step() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     waits, sleep = no_wait()
     draws = iter([0.0, 0.25, 0.5, 0.999])
 
@@ -794,7 +782,7 @@ def test_backoff_waits_are_jittered_between_zero_and_the_exponential_step() -> N
 
 
 def test_a_retry_after_longer_than_max_delay_is_capped() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     waits, sleep = no_wait()
 
     deliver(
@@ -805,7 +793,7 @@ def test_a_retry_after_longer_than_max_delay_is_capped() -> None:
 
 
 def test_delivery_stops_when_the_next_attempt_would_start_past_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     sink = AlwaysFailing(clock, cost=2.0)
 
     outcome = deliver(

@@ -15,21 +15,9 @@ from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.errors import NotLeaderError
 from controller.runtime.leadership import FencedRouter
 from tests.sandbox.conftest import document
+from tests.support.clock import FakeClock
 
 LEASE = "canary-controller"
-
-
-class FakeClock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def _elector(

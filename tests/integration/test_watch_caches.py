@@ -24,28 +24,27 @@ from controller.ports import PolicyRef
 from controller.runtime.composition import build_loop
 from controller.runtime.loop import ReconcileLoop
 from controller.settings import Settings
-from tests.integration.test_controller_modes import CRD, VS, _policy
-from tests.integration.test_reconcile import put_canary_deployment
+from tests.integration import test_controller_modes as modes
+from tests.integration.test_controller_modes import VS
 from tests.sandbox.conftest import close_api_client, document
 from tests.support.controller_process import StepFailingAnalysis
-from tests.support.paths import SHARED_ISTIO
 
 POLICIES = "canarypolicies.canaryctl.dev"
 
 
+# The emulator with the CRDs, the namespaces and an Available canary Deployment.
+cluster = modes.cluster
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[KubeApiEmulator, Path]]:
-    with KubeApiEmulator(crds=[CRD, SHARED_ISTIO / "virtualservice-crd.yaml"]) as emulator:
-        emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
-        emulator.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "canary-system"}})
-        put_canary_deployment(emulator, "shop")
-        emulator.put(copy.deepcopy(document("tcp-echo-all-v1.yaml", "VirtualService")), namespace="shop")
-        policy = _policy("shop")
-        policy["spec"]["schedule"]["stepDuration"] = "1h"  # stays at its first step
-        emulator.create(policy)
-        kubeconfig = tmp_path / "main"
-        emulator.write_kubeconfig(kubeconfig, context_name="main")
-        yield emulator, kubeconfig
+def rollout(cluster: tuple[KubeApiEmulator, Path]) -> tuple[KubeApiEmulator, Path]:
+    """Plus Istio's tcp-echo VirtualService and a CanaryPolicy whose steps last an hour."""
+    emulator, _ = cluster
+    emulator.put(copy.deepcopy(document("tcp-echo-all-v1.yaml", "VirtualService")), namespace="shop")
+    policy = modes._policy("shop")
+    policy["spec"]["schedule"]["stepDuration"] = "1h"  # stays at its first step
+    emulator.create(policy)
+    return cluster
 
 
 def _status(emulator: KubeApiEmulator) -> dict[str, Any]:
@@ -67,8 +66,8 @@ def _passes(loop: ReconcileLoop) -> float:
 
 
 @pytest.fixture
-def running(cluster: tuple[KubeApiEmulator, Path]) -> Iterator[tuple[KubeApiEmulator, ReconcileLoop, Path]]:
-    emulator, kubeconfig = cluster
+def running(rollout: tuple[KubeApiEmulator, Path]) -> Iterator[tuple[KubeApiEmulator, ReconcileLoop, Path]]:
+    emulator, kubeconfig = rollout
     settings = Settings(
         kubeconfig=str(kubeconfig), tick_seconds=60, resync_seconds=0, watch_crds=True, api_timeout_seconds=2
     )

@@ -244,6 +244,7 @@ class KubeApi:
         namespace: str | None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        **client_options: Any,
     ) -> Any:
         """The objects in ``namespace`` (None: every namespace), optionally filtered by selectors.
 
@@ -258,28 +259,14 @@ class KubeApi:
             namespace=namespace,
             label_selector=label_selector,
             field_selector=field_selector,
+            **client_options,
         )
 
-    def list_raw(
-        self,
-        *,
-        resource: Resource,
-        namespace: str | None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> dict[str, Any]:
-        """Like :meth:`list_objs`, but always the server's JSON as a dict (``items``, ``metadata``), for built-in
-        kinds too: nothing is turned into the client's models, which costs more than the request at 10,000 objects.
-        """
-        response = self._request(
-            resource,
-            "list",
-            "list",
-            namespace=namespace,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            _preload_content=False,
-        )
+    def list_raw(self, **selection: Any) -> dict[str, Any]:
+        """:meth:`list_objs` (same arguments), but always the server's JSON as a dict (``items``, ``metadata``),
+        for built-in kinds too: nothing is turned into the client's models, which costs more than the request
+        at 10,000 objects."""
+        response = self.list_objs(**selection, _preload_content=False)
         try:
             return as_dict(json.loads(response.data))
         finally:
