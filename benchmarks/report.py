@@ -1,7 +1,9 @@
 """Merge the benchmarks' results into ``latest.json`` and ``latest.md`` (the README shows the tables).
 
 Reads ``rollback_latency.json``, ``scale.json`` and ``judgement.json`` from ``--out`` (those present), adds
-the date, the machine and the versions of Envoy and Prometheus, and writes both files beside them.
+the date, the machine and the versions of Envoy and Prometheus, and writes both files beside them. The scale
+table shows, beside each size, the same benchmark on the controller before issue 18
+(``scale_before_issue18.json``, when present), and the issue's goals against both.
 """
 
 from __future__ import annotations
@@ -34,12 +36,20 @@ def versions() -> dict[str, str]:
     return found
 
 
-def section(key: str, data: dict[str, Any]) -> str:
+def section(key: str, data: dict[str, Any], out: Path) -> str:
     """One benchmark's Markdown."""
     if key == "rollback_latency":
         return rollback_latency.markdown(data)
     if key == "scale":
-        return scale.markdown(data["results"])
+        before = scale.load_before(out / scale.BEFORE_FILE)
+        text = scale.markdown(data["results"], before)
+        if before is not None:
+            commit = json.loads((out / scale.BEFORE_FILE).read_text()).get("controller", {}).get("commit") or "?"
+            text += (
+                f'\n\n"today": the same benchmark on the controller before issue 18 (commit {commit[:7]}, '
+                f"{scale.BEFORE_FILE})."
+            )
+        return text
     return judgement_accuracy.markdown(data)
 
 
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         data = json.loads(path.read_text())
         merged[key] = data
-        lines += ["", f"## {title}", "", section(key, data)]
+        lines += ["", f"## {title}", "", section(key, data, args.out)]
     (args.out / "latest.json").write_text(json.dumps(merged, indent=2) + "\n")
     (args.out / "latest.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

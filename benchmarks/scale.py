@@ -1123,19 +1123,24 @@ def run_size(
         controller.wait_serving()
         serving_at = time.monotonic()
 
-        # Warm-up: every rollout at its first step, then one more analysis interval and two ticks.
+        # Warm-up: every rollout at its first step, its weight confirmed and its step analysed once (a controller
+        # reading per pass at 10,000 rollouts takes minutes to get there), then one more analysis interval and two
+        # ticks. Until then the window would hold the warm-up's writes and Events.
         deadline = controller_started + limit
         phases: dict[str, int] = {}
         progressing_at: float | None = None
+        analysed_at: float | None = None
         while time.monotonic() < deadline:
             controller.check_alive()
             phases = kube.command("phases")
-            if phases.get("Progressing", 0) == count:
+            if progressing_at is None and phases.get("Progressing", 0) == count:
                 progressing_at = time.monotonic()
+            if phases.get("analysed", 0) == count:
+                analysed_at = time.monotonic()
                 break
             time.sleep(poll)
-        if progressing_at is None:
-            say(f"not every rollout progressing after {limit:g} s: {phases}")
+        if analysed_at is None:
+            say(f"not every rollout progressing and analysed after {limit:g} s: {phases}")
         say(f"{phases}; settling")
         settle_started = time.monotonic()
         # A step's clock starts at the pass after its weight was written (up to a tick later), and its first
@@ -1151,6 +1156,10 @@ def run_size(
         memory = proc_status(controller.pid)
         phases_after = kube.command("phases")
         verdicts_after = kube.command("verdicts")
+        scrape = {
+            figure: _first_value(prometheus.api("query", query=f'{figure}{{job="istio"}}')["result"])
+            for figure in ("scrape_duration_seconds", "scrape_samples_scraped")
+        }
 
         drift, pause = _reaction_targets(count, reactions)
         say(f"a person drifts {len(drift)} routes and pauses {len(pause)} other rollouts")
@@ -1197,7 +1206,7 @@ def run_size(
     rss = trace.rss(before.at, after.at)
     steady_cores = trace.per_second("controller", before.at, after.at)
     queue_and_cache = _queue_and_cache(before, after)
-    warmup_end = progressing_at if progressing_at is not None else settle_started
+    warmup_end = analysed_at if analysed_at is not None else settle_started
     result: dict[str, Any] = {
         "rollouts": count,
         "tick_seconds": tick,
@@ -1211,6 +1220,8 @@ def run_size(
         "warmup_seconds_to_all_progressing": _round(
             None if progressing_at is None else progressing_at - controller_started, 1
         ),
+        "warmup_seconds_to_all_analysed": _round(None if analysed_at is None else analysed_at - controller_started, 1),
+        "settle_seconds": round(before.at - settle_started, 1),
         "warmup_limit_seconds": round(limit, 1),
         "warmup_cpu_cores_average": {name: _round(trace.cores(name, controller_started, warmup_end)) for name in pids},
         "phase_poll_seconds": poll,
@@ -1269,6 +1280,8 @@ def run_size(
             "query_seconds_p50_at_most": bucket_bound(0.5, *query_buckets),
             "query_seconds_p99_at_most": bucket_bound(0.99, *query_buckets),
             "prometheus_cpu_cores_average": round(prometheus_cpu / window, 3),
+            "exporter_scrape_seconds_last": _round(scrape["scrape_duration_seconds"]),
+            "exporter_samples_per_scrape": scrape["scrape_samples_scraped"],
         },
         "kubernetes": _kube_figures(dumped, before.at, after.at, ticks, count, controller_started, tick, passes),
         "reactions": {
@@ -1300,7 +1313,15 @@ def run_size(
             max(0.0, busy * cores - (cpu + emulator_cpu + own_cpu + prometheus_cpu) / window), 3
         ),
     }
+    repass = result["kubernetes"]["repass_interval_seconds"]["p50"]
+    # A per-pass-reading controller that cannot keep up passes each rollout less often than the window: say so.
+    result["window_covers_a_pass_round"] = None if repass is None else window >= repass
     return result
+
+
+def _first_value(result: list[dict[str, Any]]) -> float | None:
+    """The value of an instant query's first series (None for none)."""
+    return float(result[0]["value"][1]) if result else None
 
 
 def _say(prefix: str) -> Any:
@@ -1313,10 +1334,16 @@ def _say(prefix: str) -> Any:
 def memory_slopes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Memory per cached object: between two consecutive sizes, the difference of the controller's mean RSS in
     the steady window over the difference of the objects its watch caches hold (``canary_cache_objects``, summed
-    over resources, at the window's end), in KiB; also per rollout (for a controller without caches)."""
-    ordered = sorted((r for r in results if r["controller"].get("rss_mib_mean_sampled")), key=lambda r: r["rollouts"])
+    over resources, at the window's end), in KiB; also per rollout (for a controller without caches). Runs at the
+    default tick only."""
+    ordered = sorted(
+        (r for r in results if r["controller"].get("rss_mib_mean_sampled") and _tick(r) == TICK_SECONDS),
+        key=lambda r: r["rollouts"],
+    )
     slopes = []
     for smaller, larger in itertools.pairwise(ordered):
+        if larger["rollouts"] <= smaller["rollouts"]:
+            continue
         rss = (larger["controller"]["rss_mib_mean_sampled"] - smaller["controller"]["rss_mib_mean_sampled"]) * 1024
         objects = (larger["controller"].get("cached_objects"), smaller["controller"].get("cached_objects"))
         per_object = (
@@ -1454,7 +1481,7 @@ def _row(r: dict[str, Any], run: str) -> str:
     reads = k.get("reads_per_pass")
     coverage = r["analysis"].get("evaluations_per_rollout_per_interval")
     per_template = q.get("queries_per_analysis_interval_per_template")
-    warmup = r.get("warmup_seconds_to_all_progressing")
+    warmup = r.get("warmup_seconds_to_all_analysed", r.get("warmup_seconds_to_all_progressing"))
     rss = _pair(c["rss_mib_mean_sampled"], c["hwm_mib"], 0)
     passes = _fmt(p.get("per_second", p["count"] / window), 1)
     drift_text, pause_text = (
@@ -1520,7 +1547,7 @@ def markdown(results: list[dict[str, Any]], before: list[dict[str, Any]] | None 
             lines.append(
                 f"Memory from {slope['from_rollouts']:,} to {slope['to_rollouts']:,} rollouts: "
                 f"{_fmt(slope['kib_per_cached_object'])} KiB per cached object "
-                f"({slope['cached_objects'][0]} to {slope['cached_objects'][1]} objects), "
+                f"({_fmt(slope['cached_objects'][0], 0)} to {_fmt(slope['cached_objects'][1], 0)} objects), "
                 f"{_fmt(slope['kib_per_rollout'])} KiB per rollout (mean RSS of the window, "
                 f"{slope['rss_mib_mean'][0]} to {slope['rss_mib_mean'][1]} MiB)."
             )

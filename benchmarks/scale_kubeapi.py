@@ -6,7 +6,8 @@ kubeconfig, prints the URL on the first line of standard output, and then answer
 standard input, one JSON line per command:
 
 * ``phases``: how many file-mode status ConfigMaps (in ``--controller-namespace``) are in each phase;
-  ``missing`` counts the rollouts without one yet.
+  ``missing`` counts the rollouts without one yet, ``analysed`` those progressing with their weight
+  confirmed and an analysis of their step recorded.
 * ``paused NAMESPACE,NAMESPACE...``: of those rollouts' status ConfigMaps, how many are in each phase (and
   ``Paused/<pausedReason>`` for the paused ones).
 * ``dump PATH [SINCE]``: writes every request served so far (``[monotonic time, verb, resource, subresource,
@@ -100,14 +101,20 @@ def changed_fields(previous: dict[str, dict[str, Any]], name: str, obj: dict[str
 
 
 def phases(emulator: KubeApiEmulator, namespace: str, count: int) -> dict[str, int]:
-    """Rollouts per phase, from the status ConfigMaps."""
+    """Rollouts per phase, from the status ConfigMaps; ``analysed``: those Progressing whose weight is confirmed
+    and that have had an analysis of their step (steady from then on)."""
     found: Counter[str] = Counter()
+    analysed = 0
     for item in emulator.list("configmaps", namespace=namespace):
         raw = (item.get("data") or {}).get("status")
         if not raw:
             continue
-        found[str(json.loads(raw).get("phase"))] += 1
+        status = json.loads(raw)
+        found[str(status.get("phase"))] += 1
+        steady = status.get("phase") == "Progressing" and not status.get("writePending")
+        analysed += int(steady and status.get("lastAnalysisAt") is not None)
     found["missing"] = max(0, count - sum(found.values()))
+    found["analysed"] = analysed
     return dict(found)
 
 
