@@ -1166,7 +1166,9 @@ def run_size(
         made = _make_reactions(kube, controller, drift=drift, pause=pause, timeout=max(60.0, 12 * tick) + 0.012 * count)
         say(f"reactions: {made['states_at_end']} after {made['waited_seconds']:g} s")
         dump_path = workdir / "kubeapi-log.json"
-        kube.command(f"dump {dump_path} {before.at - 3 * tick}")
+        # Requests from two minutes before the window: enough to see each rollout's previous pass even when a
+        # per-pass-reading controller takes over a minute to come round (10,000 rollouts).
+        kube.command(f"dump {dump_path} {before.at - max(3 * tick, 120.0)}")
         dumped = json.loads(dump_path.read_text())
         trace.close()
     window = after.at - before.at
