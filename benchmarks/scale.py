@@ -994,6 +994,7 @@ def _resync_figures(
     counted = _present(after.controller, "canary_resyncs_total")
     queued = _present(after.controller, "canary_workqueue_queue_seconds_count")
     bursts = []
+    window_cores = (after.controller_cpu - before.controller_cpu) / (after.at - before.at)
     end = trace.rows[-1][0] if trace.rows else controller_started
     due = controller_started + resync_seconds
     while resync_seconds > 0 and due + 10 <= end:
@@ -1003,6 +1004,8 @@ def _resync_figures(
                 "seconds_after_start": round(due - controller_started, 1),
                 "in_window": before.at <= due < after.at,
                 "controller_cpu_cores_10s_after": _round(burst),
+                # Above the window's average, over those 11 s: what one resync cost (noisy: one sample).
+                "cpu_seconds_above_the_window_average": _round(None if burst is None else (burst - window_cores) * 11),
                 "controller_cpu_cores_peak_second": _round(
                     max(trace.per_second("controller", due - 1, due + 10), default=None)
                 ),
