@@ -149,23 +149,25 @@ def binomial_upper_tail(k: int, n: int, p: float) -> float:
     return betainc(k, n - k + 1, p)
 
 
-def clopper_pearson(k: int, n: int, confidence: float) -> tuple[float, float]:
+def clopper_pearson(k: int, n: int, confidence: float, *, steps: int = 60) -> tuple[float, float]:
     """One-sided Clopper-Pearson bounds (lower, upper) of a rate at ``confidence`` each."""
-    return clopper_pearson_alpha(k, n, 1.0 - confidence)
+    return clopper_pearson_alpha(k, n, 1.0 - confidence, steps=steps)
 
 
-def clopper_pearson_alpha(k: int, n: int, alpha: float) -> tuple[float, float]:
+def clopper_pearson_alpha(k: int, n: int, alpha: float, *, steps: int = 60) -> tuple[float, float]:
     """One-sided Clopper-Pearson bounds (lower, upper) of a rate, each missing with probability ``alpha``.
 
     Takes ``alpha`` itself, not ``1 - alpha``: an early look's alpha (1e-30 and less) is lost in ``1 - alpha``.
     Both tails are computed directly (never as ``1 -`` the other), so they keep their precision near ``alpha``.
+    Each bound is found by ``steps`` bisections, so it is within ``2**-steps`` of the exact one (60: as
+    precise as a float; a bound only shown to 6 decimals needs about 30, at half the cost).
     """
     if n <= 0:
         return 0.0, 1.0
 
     def solve(*, lower: bool) -> float:
         lo, hi = 0.0, 1.0
-        for _ in range(60):
+        for _ in range(steps):
             mid = (lo + hi) / 2
             if lower:
                 # P(X >= k | mid) grows with mid: the lower bound is where it reaches alpha.

@@ -104,7 +104,9 @@ def traffic_share(
     n = k + max(0, round(stable))
     if n < MIN_CONNECTIONS:
         return None
-    low, high = clopper_pearson(k, n, 1.0 - (1.0 - CONFIDENCE) / 2)
+    # Within 2**-32 of the exact bounds: they are shown and stored to 6 decimals, and a pass computes them at
+    # every look of every rollout.
+    low, high = clopper_pearson(k, n, 1.0 - (1.0 - CONFIDENCE) / 2, steps=32)
     expected_low = max(0.0, (weight - tolerance_pp) / 100)
     expected_high = min(1.0, (weight + tolerance_pp) / 100)
     too_low = high < expected_low

@@ -152,6 +152,14 @@ def as_dict(obj: object) -> dict[str, Any]:
     return obj
 
 
+def as_json(response: Any) -> dict[str, Any]:
+    """The JSON object of a response asked for with ``_preload_content=False`` (the client's models skipped)."""
+    try:
+        return as_dict(json.loads(response.data))
+    finally:
+        response.release_conn()
+
+
 def metadata_of(obj: Any) -> Any:
     """``obj.metadata`` of a typed client object; the API server always sets it."""
     meta = obj.metadata
@@ -266,11 +274,7 @@ class KubeApi:
         """:meth:`list_objs` (same arguments), but always the server's JSON as a dict (``items``, ``metadata``),
         for built-in kinds too: nothing is turned into the client's models, which costs more than the request
         at 10,000 objects."""
-        response = self.list_objs(**selection, _preload_content=False)
-        try:
-            return as_dict(json.loads(response.data))
-        finally:
-            response.release_conn()
+        return as_json(self.list_objs(**selection, _preload_content=False))
 
     def watch_call(self, *, resource: Resource, namespace: str | None) -> tuple[Callable[..., Any], dict[str, Any]]:
         """The client's list method for ``resource`` in ``namespace`` (None: every namespace) and its fixed
@@ -288,13 +292,21 @@ class KubeApi:
             return getattr(self.custom, method), arguments
         return getattr(self._typed_api(resource, version), method), arguments
 
-    def create_obj(self, *, resource: Resource, namespace: str, body: Any) -> Any:
-        """Create ``body`` in ``namespace`` (ConflictError when it exists already); returns what was stored."""
-        return self._request(resource, "create", "create", namespace=namespace, name=_name_of(body), body=body)
+    def create_obj(self, *, resource: Resource, namespace: str, body: Any, raw: bool = False) -> Any:
+        """Create ``body`` in ``namespace`` (ConflictError when it exists already); returns what was stored
+        (with ``raw``, as the server's JSON even for a built-in kind: :func:`as_json`)."""
+        options = {"_preload_content": False} if raw else {}
+        answer = self._request(
+            resource, "create", "create", namespace=namespace, name=_name_of(body), body=body, **options
+        )
+        return as_json(answer) if raw else answer
 
-    def replace_obj(self, *, resource: Resource, namespace: str, name: str, body: Any) -> Any:
-        """Replace the object with ``body``; conditional on ``body``'s resourceVersion (else ConflictError)."""
-        return self._request(resource, "replace", "update", namespace=namespace, name=name, body=body)
+    def replace_obj(self, *, resource: Resource, namespace: str, name: str, body: Any, raw: bool = False) -> Any:
+        """Replace the object with ``body``; conditional on ``body``'s resourceVersion (else ConflictError);
+        returns what was stored (with ``raw``, as the server's JSON)."""
+        options = {"_preload_content": False} if raw else {}
+        answer = self._request(resource, "replace", "update", namespace=namespace, name=name, body=body, **options)
+        return as_json(answer) if raw else answer
 
     def replace_status(self, *, resource: Resource, namespace: str, name: str, body: Any) -> Any:
         """Replace the object's ``status`` subresource with ``body``'s, conditional on its resourceVersion."""

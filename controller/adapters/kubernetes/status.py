@@ -27,7 +27,7 @@ from typing import Any
 from kubernetes import client as k8s
 from pydantic import ValidationError
 
-from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi, Resource, as_dict, metadata_of
+from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi, Resource, as_dict
 from controller.adapters.kubernetes.informer import Informer
 from controller.core.status import Command, CommandKind, RolloutStatus
 from controller.core.writers import WriterStamp
@@ -271,11 +271,11 @@ class ConfigMapStatusStore:
             data=data,
         )
 
-    def _written(self, answer: Any) -> str:
+    def _written(self, answer: dict[str, Any]) -> str:
         """Write the server's answer through to the cache; its resourceVersion."""
         if self.cache is not None:
-            self.cache.upsert(_json(self.api, answer))
-        return str(metadata_of(answer).resource_version)
+            self.cache.upsert(answer)
+        return str((answer.get("metadata") or {}).get("resourceVersion"))
 
     def save(
         self, *, policy: PolicyRef, status: RolloutStatus, version: str | None, writer: WriterStamp | None = None
@@ -285,7 +285,10 @@ class ConfigMapStatusStore:
         try:
             if version is None:
                 created = self.api.create_obj(
-                    resource=CONFIGMAPS, namespace=self.namespace, body=self._body(policy, status, None, None, writer)
+                    resource=CONFIGMAPS,
+                    namespace=self.namespace,
+                    body=self._body(policy, status, None, None, writer),
+                    raw=True,
                 )
                 return self._written(created)
             current = self._get(policy)
@@ -298,6 +301,7 @@ class ConfigMapStatusStore:
                 namespace=self.namespace,
                 name=name,
                 body=self._body(policy, status, meta.get("annotations"), version, writer),
+                raw=True,
             )
         except ConflictError:
             if self._cached() is not None:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 
 from controller.adapters.kubernetes.status import configmap_name
 from controller.adapters.policy_files import YAML_SUFFIXES, check_documents
@@ -39,20 +39,23 @@ Fingerprint = tuple[tuple[str, int, int, int], ...]
 FILE_LIMITS = YamlLimits(max_seconds=10.0)
 
 
-def _visible_files(root: Path) -> list[PurePath]:
-    """Relative paths of the visible ``*.yaml`` / ``*.yml`` entries under ``root`` that are not directories, sorted.
+def _visible_files(root: Path) -> list[str]:
+    """Relative paths (``/``-separated) of the visible ``*.yaml`` / ``*.yml`` entries under ``root`` that are not
+    directories, sorted as paths.
 
     Hidden entries (``..data``, ``..2024_01_01...``, ``.git``) are skipped; visible symlinks, to files or
     to directories, are followed (each real directory is walked once). An entry named like a YAML file
     that is not a regular file (a FIFO, a device) is listed too, so that reading it reports it by name.
+    Plain strings, not ``pathlib`` objects: the directory is looked at every couple of seconds, and with
+    10,000 files building paths cost more than the ``stat`` calls.
 
     Raises:
         OSError: ``root`` itself cannot be read (an unreadable subdirectory is skipped).
     """
-    found: list[PurePath] = []
+    found: list[str] = []
     walked: set[str] = set()
 
-    def walk(directory: Path, relative: PurePath) -> None:
+    def walk(directory: str, relative: str) -> None:
         real = os.path.realpath(directory)
         if real in walked:
             return
@@ -60,7 +63,7 @@ def _visible_files(root: Path) -> list[PurePath]:
         try:
             entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError:
-            if not relative.parts:
+            if not relative:
                 raise
             return
         for entry in entries:
@@ -68,17 +71,17 @@ def _visible_files(root: Path) -> list[PurePath]:
                 continue
             try:
                 if entry.is_dir():
-                    walk(Path(entry.path), relative / entry.name)
+                    walk(entry.path, f"{relative}{entry.name}/")
                 elif entry.name.endswith(YAML_SUFFIXES):
-                    found.append(relative / entry.name)
+                    found.append(relative + entry.name)
             except OSError:
                 continue
 
-    walk(root, PurePath())
-    return sorted(found)
+    walk(str(root), "")
+    return sorted(found, key=lambda relative: relative.split("/"))
 
 
-def _stat(path: Path) -> FileStat:
+def _stat(path: str | Path) -> FileStat:
     try:
         stat = os.stat(path)
     except OSError:
@@ -192,7 +195,7 @@ class DirectoryPolicySource:
         self._done = 0
         self._stopping = False
         self._fingerprint: Fingerprint | None = None
-        self._files: dict[PurePath, _FileResult] = {}
+        self._files: dict[str, _FileResult] = {}
         self._snapshot = PolicySnapshot()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="policy-files", daemon=True)
@@ -292,11 +295,12 @@ class DirectoryPolicySource:
                     ),
                 )
             )
-        stats = {relative: _stat(self.path / relative) for relative in files}
-        fingerprint: Fingerprint = tuple((relative.as_posix(), *stats[relative]) for relative in files)
+        root = str(self.path)
+        stats = {relative: _stat(os.path.join(root, relative)) for relative in files}
+        fingerprint: Fingerprint = tuple((relative, *stats[relative]) for relative in files)
         if fingerprint == self._fingerprint:
             return self._snapshot
-        results: dict[PurePath, _FileResult] = {}
+        results: dict[str, _FileResult] = {}
         for relative in files:
             cached = self._files.get(relative)
             if cached is not None and cached.stat == stats[relative]:
