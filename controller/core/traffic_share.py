@@ -104,9 +104,9 @@ def traffic_share(
     n = k + max(0, round(stable))
     if n < MIN_CONNECTIONS:
         return None
-    # Within 2**-32 of the exact bounds: they are shown and stored to 6 decimals, and a pass computes them at
-    # every look of every rollout.
-    low, high = clopper_pearson(k, n, 1.0 - (1.0 - CONFIDENCE) / 2, steps=32)
+    # Within 2**-24 (6e-8) of the exact bounds: they are shown and stored to 6 decimals, and a pass computes
+    # them at every look of every rollout (a fifth of a pass's CPU with 60 bisections).
+    low, high = clopper_pearson(k, n, 1.0 - (1.0 - CONFIDENCE) / 2, steps=24)
     expected_low = max(0.0, (weight - tolerance_pp) / 100)
     expected_high = min(1.0, (weight + tolerance_pp) / 100)
     too_low = high < expected_low
