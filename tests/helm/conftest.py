@@ -66,6 +66,10 @@ CASES: dict[str, Case] = {
         },
         namespace="canary-files",
     ),
+    "nocache": Case(
+        {"watchCache": False, "policies": [policy_doc(namespace="shop")]},
+        namespace="canary-nocache",
+    ),
     "observability": Case(
         {
             "replicaCount": 2,

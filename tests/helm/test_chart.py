@@ -467,6 +467,20 @@ def test_file_mode_grants_status_configmaps_and_drops_the_crd_rules(helm_results
     assert rules_of(role(outcome, "Role", f"{name}-state", outcome.namespace)) == lease_rules(name) | {CONFIGMAP_RULE}
 
 
+def test_without_watch_caches_routes_deployments_and_status_configmaps_are_only_read(
+    helm_results: dict[str, Outcome],
+) -> None:
+    outcome = installed(helm_results, "nocache")
+    name = fullname(outcome)
+    rules = rules_of(role(outcome, "ClusterRole", name))
+    assert rule("networking.istio.io", "virtualservices", "get patch") in rules
+    assert rule("gateway.networking.k8s.io", "tcproutes", "get patch") in rules
+    assert rule("apps", "deployments", "get") in rules
+    state = rules_of(role(outcome, "Role", f"{name}-state", outcome.namespace))
+    assert rule("", "configmaps", "get create update") in state
+    assert env_values(outcome)["CANARY_WATCH_CACHE"] == "false"
+
+
 def test_a_separate_mesh_api_server_takes_the_route_rules_off_the_main_cluster(
     helm_results: dict[str, Outcome],
 ) -> None:
