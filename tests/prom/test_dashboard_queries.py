@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from controller.adapters.kubernetes.informer import InformerStats
 from controller.core.status import Phase
 from controller.runtime.http import HealthServer
 from controller.runtime.metrics import ControllerMetrics
@@ -76,6 +77,23 @@ def record(metrics: ControllerMetrics, *, leader: bool, weight: float, step: int
     metrics.policy_errors.labels("file").set(1)
     metrics.conflicting_writers.labels(NAMESPACE, POLICY).set(1)
     metrics.stalled.labels(NAMESPACE, POLICY, "AwaitingAnalysis").set(1)
+    metrics.queue_depth.set(3)
+    metrics.queue_seconds.labels("timer").observe(0.02)
+    metrics.pass_lag.observe(0.05)
+    metrics.resyncs.inc()
+    metrics.observe_caches([WatchCache("virtualservices.networking.istio.io", objects=12, events=5, lists=1)])
+
+
+class WatchCache:
+    """A watch cache as ``ControllerMetrics.observe_caches`` reads one: its name, size and counts since start."""
+
+    def __init__(self, name: str, *, objects: int, events: int, lists: int) -> None:
+        self.name = name
+        self.objects = objects
+        self.stats = InformerStats(lists=lists, events={"MODIFIED": events, "BOOKMARK": 1})
+
+    def __len__(self) -> int:
+        return self.objects
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +135,12 @@ def scraped(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Ite
         leader.alert_outcome("slack", "sent")
         leader.alert_outcome("webhook", "failed")
         leader.api_error(0)
+        for seconds in (0.01, 0.3, 2.0):
+            leader.queue_seconds.labels("timer").observe(seconds)
+            leader.pass_lag.observe(seconds)
+        leader.resyncs.inc()
+        grown = WatchCache("virtualservices.networking.istio.io", objects=13, events=9, lists=2)
+        leader.observe_caches([grown])
         prometheus.wait_for_value(f'canary_promotions_total{{pod="{PODS[0]}"}}', 2.0)
         yield Scraped(prometheus=prometheus, leader=leader, standby=standby)
     finally:
