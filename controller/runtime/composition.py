@@ -40,6 +40,7 @@ from controller.adapters.policy_sources import (
     DirectoryPolicySource,
     file_problem_object,
     merge_snapshots,
+    validated_part,
 )
 from controller.adapters.prometheus import PrometheusMetricsSource
 from controller.core.admission import TenantRules
@@ -325,7 +326,7 @@ def _feed(
     if policy_cache is not None:
 
         def policy_changed(_type: str, key: tuple[str, str], old: Any, new: Any) -> None:
-            if old is None or new is None or _validated(old) != _validated(new):
+            if old is None or new is None or validated_part(old) != validated_part(new):
                 # A new, deleted or edited policy (commands included): take the source's new snapshot now,
                 # which queues what changed, instead of waiting for the tick.
                 loop.sync()
@@ -334,11 +335,6 @@ def _feed(
 
         policy_cache.add_handler(policy_changed)
     loop.on_close.append(caches.close)
-
-
-def _validated(obj: Any) -> Any:
-    metadata = (obj or {}).get("metadata") or {}
-    return (obj.get("spec"), metadata.get("labels"), metadata.get("annotations"), metadata.get("generation"))
 
 
 def _kubernetes_ready(api: KubeApi) -> str | None:

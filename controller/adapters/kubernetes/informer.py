@@ -152,8 +152,6 @@ class InformerStats:
 
     lists: int = 0
     events: dict[str, int] = field(default_factory=dict)
-    writes_through: int = 0
-    refreshes: int = 0
 
 
 class Informer:
@@ -229,11 +227,6 @@ class Informer:
         """The cached object (shared: do not change it), or None."""
         return self._objects.get((namespace, name))
 
-    def items(self) -> list[dict[str, Any]]:
-        """Every cached object, in no particular order."""
-        with self._lock:
-            return list(self._objects.values())
-
     def __len__(self) -> int:
         return len(self._objects)
 
@@ -267,7 +260,6 @@ class Informer:
             if not newer(self._objects.get(key), stored):
                 return
             self._objects[key] = stored
-            self.stats.writes_through += 1
 
     def refresh(self, namespace: str, name: str) -> dict[str, Any] | None:
         """Read the object from the server into the cache (after a conflict); returns it, None when gone.
@@ -275,7 +267,6 @@ class Informer:
         Raises:
             CanaryError: the read failed for another reason than the object being gone.
         """
-        self.stats.refreshes += 1
         try:
             obj = self.api.get_obj(resource=self.resource, namespace=namespace, name=name)
         except NotFoundError:

@@ -14,7 +14,12 @@ from controller.adapters.policy_sources.directory import (
     load_policy_file,
 )
 from controller.adapters.policy_sources.merge import KIND, merge_snapshots
-from controller.adapters.policy_sources.resources import CacheEntry, CrdPolicySource, policy_from_resource
+from controller.adapters.policy_sources.resources import (
+    CacheEntry,
+    CrdPolicySource,
+    policy_from_resource,
+    validated_part,
+)
 
 __all__ = [
     "FILE_LIMITS",
@@ -28,4 +33,5 @@ __all__ = [
     "load_policy_file",
     "merge_snapshots",
     "policy_from_resource",
+    "validated_part",
 ]

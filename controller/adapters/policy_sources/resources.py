@@ -68,7 +68,7 @@ def policy_from_resource(obj: dict[str, Any]) -> CacheEntry:
     return SourcedPolicy(policy, ref)
 
 
-def _validated_part(obj: dict[str, Any]) -> tuple[Any, ...]:
+def validated_part(obj: dict[str, Any]) -> tuple[Any, ...]:
     """What ``policy_from_resource`` reads: a change elsewhere (the status) needs no new validation."""
     metadata = obj.get("metadata") or {}
     return (
@@ -161,7 +161,7 @@ class CrdPolicySource:
             if new is None:
                 changed = self._entries.pop(key, None) is not None
             else:
-                part = _validated_part(new)
+                part = validated_part(new)
                 known = self._entries.get(key)
                 if known is not None and known[0] == part:
                     return  # the status (or nothing validated) changed
