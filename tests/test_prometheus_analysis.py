@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -215,12 +216,54 @@ def test_rollouts_checking_the_same_template_and_window_share_one_grouped_query(
     shown = second.checks[0].queries
     assert isinstance(shown, list)
     assert 'destination_workload="shop-v2"' in shown[0], "status shows the rollout's own query"
-    # Past the reuse time, or for a step that started inside the grouped window: a fresh grouped query.
-    analysis.verdict(policy=_named("c", "tcp-echo-v2"), status=_status(), now=now + timedelta(seconds=2))
+    # Past twice the reuse time, or for a step that started inside the grouped window: a fresh grouped query.
+    analysis.verdict(policy=_named("c", "tcp-echo-v2"), status=_status(), now=now + timedelta(seconds=2.1))
     assert len(metrics.vector_queries) == 4
     young = RolloutStatus(run_id="r-2", step_index=1, weight=20, step_started_at=T0 + timedelta(seconds=5))
     analysis.verdict(policy=_named("d", "tcp-echo-v2"), status=young, now=now + timedelta(seconds=2.2))
     assert len(metrics.vector_queries) == 6
+
+
+def test_past_its_fresh_time_an_answer_serves_while_one_refresh_is_fetched_in_the_background() -> None:
+    # 10,000 rollouts share one grouped answer: none of them may wait while it is refreshed (issue 18).
+    metrics = GroupedMetrics()
+    jobs: list[Callable[[], None]] = []
+    analysis = PrometheusAnalysis(metrics, group_seconds=1.0, in_background=jobs.append)
+    now = T0 + timedelta(seconds=31)
+    analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
+    assert len(metrics.vector_queries) == 2
+    metrics.counts["shop-v2"] = (7, 700)  # what the next answer will say
+    stale = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.5))
+    assert stale is not None
+    assert stale.checks[0].canary_connections == 300, "served the last answer, without waiting"
+    assert len(metrics.vector_queries) == 2 and len(jobs) == 1, "its refresh is left to the background"
+    analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.7))
+    assert len(jobs) == 1, "one refresh at a time"
+    jobs.pop()()
+    assert [at for _, at in metrics.vector_queries[2:]] == [now + timedelta(seconds=1.5)] * 2
+    fresh = analysis.verdict(policy=_named("d", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.8))
+    assert fresh is not None
+    assert fresh.checks[0].canary_connections == 700
+    assert len(metrics.vector_queries) == 4 and jobs == []
+
+
+def test_a_rollouts_next_look_never_judges_the_grouped_answer_its_last_look_used() -> None:
+    # group_seconds 60 over a 30 s window: an answer is fresh for 15 s and serves for 30 s, one interval.
+    metrics = GroupedMetrics()
+    jobs: list[Callable[[], None]] = []
+    analysis = PrometheusAnalysis(metrics, group_seconds=60.0, in_background=jobs.append)
+    policy = _named("a", "tcp-echo-v2")
+    now = T0 + timedelta(seconds=31)
+    first = analysis.verdict(policy=policy, status=_status(), now=now)
+    # Another rollout could still use that answer 30 s on; this one's next look needs newer counts.
+    later = now + timedelta(seconds=30)
+    second = analysis.verdict(policy=policy, status=_status(), now=later)
+    assert first is not None and second is not None and second is not first
+    assert [at for _, at in metrics.vector_queries] == [now, now, later, later]
+    assert jobs == []
+    other = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=later + timedelta(seconds=1))
+    assert other is not None
+    assert len(metrics.vector_queries) == 4, "the newer answer serves the other rollout"
 
 
 def test_a_pass_that_began_just_before_a_grouped_answer_uses_it_and_never_replaces_it() -> None:

@@ -17,18 +17,22 @@ rollout, the learned scrape intervals and the grouped answers shared between rol
 * At weight 100 nothing goes to stable, so a comparison with stable uses stable's baseline from the
   previous step: the stable query is evaluated at the step's start over one step duration.
 * Grouped queries (``group_seconds`` > 0): built-in checks over the same window share one query per
-  counter across every rollout (``sum by`` the labels that tell rollouts apart), so the queries per tick
-  grow with the number of templates and windows, not of rollouts. A grouped answer serves the rollouts
-  that ask within ``group_seconds`` of it, before or after (at most a quarter of its window: passes run in
-  parallel, so one that started a moment before the answer was fetched uses it too), and only when its
-  window lies inside their step. A newer answer is never replaced by an older one.
+  counter across every rollout (``sum by`` the labels that tell rollouts apart), so the queries per interval
+  grow with the number of templates and windows, not of rollouts. An answer is fresh for ``group_seconds``
+  (at most half its window) before or after its time: passes run in parallel, so one that started a moment
+  before the answer was fetched uses it too. Once older, it still serves for as long again while a single
+  refresh is fetched in the background: a pass never waits for Prometheus while a usable answer exists, so
+  thousands of rollouts do not queue behind one slow grouped fetch, and at most two fetches per window are
+  made. An answer serves a rollout only when its window lies inside the rollout's step, and only when it is
+  newer than the answer the rollout's previous look used: two looks never judge the same counts. A newer
+  answer is never replaced by an older one.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,6 +87,18 @@ class _Grouped:
     parts: dict[str, VectorOutcome]
 
 
+@dataclass
+class _Slot:
+    """One grouped request's answers: the newest one fetched, and the fetch under way that others may wait for."""
+
+    done: _Grouped | None = None
+    pending: _Grouped | None = None
+
+
+def _in_a_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="prometheus-group-refresh", daemon=True).start()
+
+
 def _connection(policy: CanaryPolicy) -> str:
     """The policy's Prometheus connection as a key: answers from one Prometheus serve only its policies."""
     spec = policy.spec.analysis.prometheus if policy.spec.analysis is not None else None
@@ -97,10 +113,17 @@ class PrometheusAnalysis:
         group_seconds: how long a grouped answer serves other rollouts (0: every rollout queries alone).
         scrape_interval_seconds: the controller's setting (None: learned from the samples' spacing); a
             policy's ``spec.analysis.scrapeInterval`` overrides both.
+        in_background: runs a grouped answer's refresh off the pass that noticed it was due (a thread; tests
+            may run it at once).
     """
 
     def __init__(
-        self, metrics: MetricsSource, *, group_seconds: float = 0.0, scrape_interval_seconds: float | None = None
+        self,
+        metrics: MetricsSource,
+        *,
+        group_seconds: float = 0.0,
+        scrape_interval_seconds: float | None = None,
+        in_background: Callable[[Callable[[], None]], None] = _in_a_thread,
     ) -> None:
         self.metrics = metrics
         self.group_seconds = group_seconds
@@ -109,8 +132,11 @@ class PrometheusAnalysis:
         self._learned_lock = threading.Lock()
         self._last: dict[_Key, AnalysisResult] = {}
         self._fallback = NoAnalysis()
-        self._groups: dict[tuple[str, str, str], _Grouped] = {}
+        self._groups: dict[tuple[str, str, str], _Slot] = {}
         self._groups_lock = threading.Lock()
+        self._in_background = in_background
+        # The time of the grouped answers each rollout's last look used, per grouped request.
+        self._used: dict[_Key, dict[tuple[str, str, str], float]] = {}
 
     def verdict(self, *, policy: CanaryPolicy, status: RolloutStatus, now: datetime) -> AnalysisResult | None:
         """The current evaluation for the step, running a new one when it is due."""
@@ -127,26 +153,36 @@ class PrometheusAnalysis:
         if waiting is not None:
             # Not stored: the first look runs at the first pass once the step is old enough.
             return waiting
-        result = self.evaluate(policy, status, now=now, final=now >= gate_of(policy, status))
+        result = self.evaluate(policy, status, now=now, final=now >= gate_of(policy, status), key=key)
         self._last[key] = result
         return result
 
-    def evaluate(self, policy: CanaryPolicy, status: RolloutStatus, *, now: datetime, final: bool) -> AnalysisResult:
+    def evaluate(
+        self, policy: CanaryPolicy, status: RolloutStatus, *, now: datetime, final: bool, key: _Key | None = None
+    ) -> AnalysisResult:
         """Run every check of the policy for the current step at ``now``: plan its queries (core), fetch
-        them, judge the answers (core)."""
+        them, judge the answers (core). ``key``: the rollout, whose looks never reuse a grouped answer."""
         scrape, _ = self.scrape_interval(policy, now)
         plan = plan_pass(policy, status, now=now, final=final, scrape_interval_seconds=scrape)
-        return judge_pass(policy, plan, self.fetch(policy, plan))
+        return judge_pass(policy, plan, self.fetch(policy, plan, key=key))
 
-    def fetch(self, policy: CanaryPolicy, plan: PassPlan) -> Answers:
+    def fetch(self, policy: CanaryPolicy, plan: PassPlan, *, key: _Key | None = None) -> Answers:
         """Every answer a plan needs: its grouped requests (when grouping is on and the source can), then each
         query of the sides not read from a group, once."""
         groups: dict[tuple[str, str], Mapping[str, VectorOutcome]] = {}
         if self.group_seconds > 0 and isinstance(self.metrics, GroupedMetricsSource):
+            before = self._used.get(key, {}) if key is not None else {}
+            used: dict[tuple[str, str, str], float] = {}
             for request in plan.group_requests():
-                parts = self._fetch_group(policy, request, step_start=plan.step_start, now=plan.at)
-                if parts is not None:
-                    groups[request.key] = parts
+                cache_key = (_connection(policy), *request.key)
+                answer = self._fetch_group(
+                    policy, request, step_start=plan.step_start, now=plan.at, after=before.get(cache_key)
+                )
+                if answer is not None:
+                    groups[request.key] = answer.parts
+                    used[cache_key] = answer.at.timestamp()
+            if key is not None:
+                self._used[key] = used
         outcomes = {instant: self._query(policy, instant) for instant in plan.instants(grouped=frozenset(groups))}
         return Answers(outcomes=outcomes, groups=groups)
 
@@ -218,43 +254,73 @@ class PrometheusAnalysis:
             return QueryOutcome(query=instant.query, error=f"internal error: {type(exc).__name__}: {str(exc)[:200]}")
 
     def _fetch_group(
-        self, policy: CanaryPolicy, request: GroupRequest, *, step_start: float, now: datetime
-    ) -> Mapping[str, VectorOutcome] | None:
-        """One grouped answer: a usable one already fetched (see the module docstring), or a fresh one;
-        None when another pass's fetch of it did not finish in time (the sides then query alone)."""
+        self, policy: CanaryPolicy, request: GroupRequest, *, step_start: float, now: datetime, after: float | None
+    ) -> _Grouped | None:
+        """One grouped answer (see the module docstring): a usable one already fetched (refreshed in the
+        background once past fresh), one being fetched, or a fresh one; None when another pass's fetch did not
+        finish in time (the sides then query alone). ``after``: the time of the answer the rollout's previous
+        look used, which this one must be newer than."""
         assert isinstance(self.metrics, GroupedMetricsSource)
         cache_key = (_connection(policy), *request.key)
         window = request.window_seconds
-        with self._groups_lock:
-            current = self._groups.get(cache_key)
-            usable = (
-                current is not None
-                and abs((now - current.at).total_seconds()) <= min(self.group_seconds, window / 4)
-                and current.at.timestamp() - window >= step_start - 0.001
+        fresh = min(self.group_seconds, window / 2)
+
+        def fits(entry: _Grouped | None, *, oldest: float) -> bool:
+            if entry is None:
+                return False
+            age = (now - entry.at).total_seconds()
+            stamp = entry.at.timestamp()
+            return (
+                -fresh <= age <= oldest
+                and stamp - window >= step_start - 0.001
+                and (after is None or stamp > after + 0.000_001)
             )
-            fetch = not usable
-            entry = current
-            if fetch:
-                entry = _Grouped(at=now, ready=threading.Event(), parts={})
-                if current is None or current.at <= now:
-                    self._groups[cache_key] = entry
+
+        refresh: _Grouped | None = None
+        with self._groups_lock:
+            slot = self._groups.get(cache_key)
+            if slot is None:
+                slot = self._groups[cache_key] = _Slot()
                 stale = now - timedelta(seconds=max(60.0, 2 * self.group_seconds))
-                for old in [k for k, e in self._groups.items() if e.at < stale]:
-                    del self._groups[old]
-        assert entry is not None
-        grouped = request.queries
+                for old in [k for k, s in self._groups.items() if s.done is not None and s.done.at < stale]:
+                    if self._groups[old].pending is None:
+                        del self._groups[old]
+            done, pending = slot.done, slot.pending
+            if fits(done, oldest=2 * fresh):
+                assert done is not None
+                if (now - done.at).total_seconds() > fresh and pending is None:
+                    refresh = slot.pending = _Grouped(at=now, ready=threading.Event(), parts={})
+                entry, fetch = done, False
+            elif pending is not None and fits(pending, oldest=fresh):
+                entry, fetch = pending, False
+            else:
+                entry, fetch = _Grouped(at=now, ready=threading.Event(), parts={}), True
+                if pending is None:
+                    slot.pending = entry
+        if refresh is not None:
+            self._in_background(lambda: self._fill(policy, request, slot, refresh))
         if fetch:
-            try:
-                entry.parts = {
-                    name: self.metrics.query_vector(query=query, at=now, labels=grouped.labels, connection=policy)
-                    for name, query in grouped.parts.items()
-                }
-            except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
-                error = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
-                entry.parts = {name: VectorOutcome(query=query, error=error) for name, query in grouped.parts.items()}
-            finally:
-                entry.ready.set()
-            return entry.parts
-        if not entry.ready.wait(timeout=30):
+            self._fill(policy, request, slot, entry)
+        elif not entry.ready.wait(timeout=30):
             return None
-        return entry.parts
+        return entry
+
+    def _fill(self, policy: CanaryPolicy, request: GroupRequest, slot: _Slot, entry: _Grouped) -> None:
+        """Fetch one grouped answer at its time, then offer it as the slot's newest (never replacing a newer one)."""
+        assert isinstance(self.metrics, GroupedMetricsSource)
+        grouped = request.queries
+        try:
+            entry.parts = {
+                name: self.metrics.query_vector(query=query, at=entry.at, labels=grouped.labels, connection=policy)
+                for name, query in grouped.parts.items()
+            }
+        except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
+            error = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
+            entry.parts = {name: VectorOutcome(query=query, error=error) for name, query in grouped.parts.items()}
+        finally:
+            with self._groups_lock:
+                if slot.done is None or slot.done.at <= entry.at:
+                    slot.done = entry
+                if slot.pending is entry:
+                    slot.pending = None
+            entry.ready.set()
