@@ -83,9 +83,10 @@ class Settings(BaseSettings):
         5.0,
         ge=0,
         le=60,
-        description="Seconds one grouped Prometheus answer serves every rollout checking the same built-in "
-        "template over the same window (at most a quarter of the window), so queries do not grow with the "
-        "number of rollouts. 0: every rollout queries alone. Default 5.",
+        description="Seconds one grouped Prometheus answer is fresh for every rollout checking the same built-in "
+        "template over the same window (at most half the window); for as long again it still serves while one "
+        "refresh is fetched in the background, so queries do not grow with the number of rollouts and no pass "
+        "waits for them. 0: every rollout queries alone. Default 5.",
     )
     scrape_interval_seconds: float | None = Field(
         None,

@@ -15,6 +15,7 @@ problems) and the other files are still served.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import socket
 import threading
@@ -61,7 +62,7 @@ def _visible_files(root: Path) -> list[str]:
             return
         walked.add(real)
         try:
-            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            entries = sorted(os.scandir(directory), key=_entry_name)
         except OSError:
             if not relative:
                 raise
@@ -78,7 +79,12 @@ def _visible_files(root: Path) -> list[str]:
                 continue
 
     walk(str(root), "")
+    if len(walked) == 1:
+        return found  # one directory: already in name order
     return sorted(found, key=lambda relative: relative.split("/"))
+
+
+_entry_name = operator.attrgetter("name")
 
 
 def _stat(path: str | Path) -> FileStat:
