@@ -67,6 +67,48 @@ def test_keys_leave_in_the_order_they_came(queue: WorkQueue[Key]) -> None:
     assert drain(queue) == [C, A, B]
 
 
+def test_urgent_adds_go_ahead_and_a_queued_key_moves_ahead_once(clock: FakeClock) -> None:
+    # A person's pause must not wait behind thousands of timer passes (issue 18).
+    queue: WorkQueue[Key] = WorkQueue(clock=clock, urgent_reasons=frozenset({"event"}))
+    timers = [(f"ns-{index}", "p") for index in range(1000)]
+    for key in timers:
+        queue.add(key, "timer")
+    queue.add(A, "event")
+    queue.add(timers[500], "event")  # queued behind 500 others: it moves ahead
+    queue.add(timers[500], "event")
+    assert len(queue) == 1001
+    order = drain(queue)
+    assert order[:2] == [A, timers[500]]
+    assert order[2:] == [key for key in timers if key != timers[500]], "the rest in order, each once"
+    assert len(queue) == 0
+
+
+def test_an_urgent_add_during_processing_is_queued_ahead_by_done(clock: FakeClock) -> None:
+    calls: list[tuple[Key, float, str]] = []
+    queue: WorkQueue[Key] = WorkQueue(clock=clock, urgent_reasons=frozenset({"event"}), on_dequeue=recorder(calls))
+    queue.add(A, "timer")
+    assert queue.get(timeout=0) == A
+    queue.add(B, "timer")
+    queue.add(A, "event")
+    queue.done(A)
+    assert drain(queue) == [A, B]
+    assert [reason for _, _, reason in calls] == ["timer", "event", "timer"]
+
+
+def test_a_key_taken_from_the_urgent_lane_is_not_handed_out_again_from_its_old_place(clock: FakeClock) -> None:
+    queue: WorkQueue[Key] = WorkQueue(clock=clock, urgent_reasons=frozenset({"event"}))
+    queue.add(A, "timer")
+    queue.add(B, "timer")
+    queue.add(B, "event")
+    assert queue.get(timeout=0) == B
+    assert queue.get(timeout=0) == A
+    assert queue.get(timeout=0) is None, "B's old place is skipped while it is processing"
+    queue.done(A)
+    queue.done(B)
+    queue.add(B, "timer")
+    assert drain(queue) == [B]
+
+
 def test_an_add_during_processing_is_queued_again_once_by_done(queue: WorkQueue[Key]) -> None:
     queue.add(A)
     assert queue.get(timeout=0) == A

@@ -14,6 +14,9 @@ is added when:
 * a pass failed: it is retried with an exponential backoff;
 * the full resync, every ``resync_seconds``, adds every key: a safety net for anything a watch missed.
 
+Keys added by a watch event or a policy change go ahead of those added by timers, retries and resyncs, so
+a person's pause or edit is acted on at once even when thousands of rollouts' looks are queued.
+
 APScheduler is the clock: it runs the tick (heartbeat, leadership, the sources' snapshot, problems), the
 timers (``fire_due``, every ``timer_resolution`` seconds) and the resync. ``workers`` threads take keys
 from the queue; nothing that goes wrong in one pass stops them.
@@ -105,7 +108,13 @@ class ReconcileLoop:
         self.on_tick: list[Callable[[], None]] = []
         # Called once the loop has stopped (the composition root closes the watch caches from here).
         self.on_close: list[Callable[[], None]] = []
-        self.queue: WorkQueue[Key] = WorkQueue(base_delay=0.2, max_delay=retry_max_seconds, on_dequeue=self._dequeued)
+        # Watch events (a person's edit, pause or command) and policy changes go ahead of timers and resyncs.
+        self.queue: WorkQueue[Key] = WorkQueue(
+            base_delay=0.2,
+            max_delay=retry_max_seconds,
+            on_dequeue=self._dequeued,
+            urgent_reasons=frozenset({"event", "source"}),
+        )
         self.worker_count = workers
         self._workers: list[threading.Thread] = []
         self._policies: dict[Key, SourcedPolicy] = {}

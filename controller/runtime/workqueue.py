@@ -6,7 +6,10 @@ Watch events and timers add keys (``(namespace, name)`` in the controller); work
 
 - A key is queued at most once: adding a key that is already queued does nothing. A key that is being
   processed is never handed to a second worker; adding it meanwhile marks it dirty, and :meth:`~WorkQueue.done`
-  queues it again, so an add during processing is never lost. Keys leave the queue in the order they came.
+  queues it again, so an add during processing is never lost. Keys leave the queue in the order they came,
+  except that adds whose reason is one of ``urgent_reasons`` go ahead of the others (a key queued already
+  moves ahead when such an add comes): a person's pause or edit is not queued behind thousands of timers.
+  This lane is ours; client-go's queue has one order.
 - :meth:`~WorkQueue.add_after` keeps one timer per key, the earliest: adding it again with a later time keeps
   the earlier one, with an earlier time moves it earlier. A timer does not stop :meth:`~WorkQueue.add`; when it
   fires, the key is added like any other, de-duplicated as usual. Nothing here runs a thread of its own: the
@@ -56,6 +59,7 @@ class WorkQueue(Generic[K]):
         on_dequeue: called by :meth:`get` (outside the lock) with the key it returns, the seconds that key
             waited since the earliest add since it last left the queue, and that add's reason ("event",
             "timer", "retry", ...). What it raises is logged and swallowed.
+        urgent_reasons: the reasons of adds that go ahead of the other queued keys.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class WorkQueue(Generic[K]):
         base_delay: float = 0.005,
         max_delay: float = 300.0,
         on_dequeue: Callable[[K, float, str], None] | None = None,
+        urgent_reasons: frozenset[str] = frozenset(),
     ) -> None:
         if not base_delay >= 0 or not max_delay >= 0:
             raise ValueError(f"base_delay and max_delay must be >= 0 (got {base_delay!r} and {max_delay!r})")
@@ -72,10 +77,15 @@ class WorkQueue(Generic[K]):
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._on_dequeue = on_dequeue
+        self._urgent_reasons = urgent_reasons
         self._cond = threading.Condition()
         self._shutting_down = False
-        # The ready keys, in order; every one of them is in _dirty and none in _processing.
+        # The ready keys: every one is in _dirty and none in _processing. The lanes hold them in order, the
+        # urgent one first; an entry whose key is no longer in _ready (taken from the other lane) is skipped.
+        self._ready: set[K] = set()
         self._queue: deque[K] = deque()
+        self._urgent: deque[K] = deque()
+        self._in_urgent: set[K] = set()
         # Keys to be processed: the queued ones, and the processing ones added again (queued again by done).
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
@@ -97,13 +107,27 @@ class WorkQueue(Generic[K]):
             self._add_locked(key, reason)
 
     def _add_locked(self, key: K, reason: str) -> None:
-        if self._shutting_down or key in self._dirty:
+        if self._shutting_down:
+            return
+        urgent = reason in self._urgent_reasons
+        if key in self._dirty:
+            if urgent and key in self._ready and key not in self._in_urgent:
+                self._urgent.append(key)  # already queued: it moves ahead (its place behind is skipped)
+                self._in_urgent.add(key)
             return
         self._dirty.add(key)
         self._first_added[key] = (self._clock(), reason)
         if key in self._processing:
             return
-        self._queue.append(key)
+        self._enqueue_locked(key, urgent=urgent)
+
+    def _enqueue_locked(self, key: K, *, urgent: bool) -> None:
+        self._ready.add(key)
+        if urgent:
+            self._urgent.append(key)
+            self._in_urgent.add(key)
+        else:
+            self._queue.append(key)
         self._cond.notify()
 
     def add_after(self, key: K, delay: float, reason: str = "timer") -> None:
@@ -162,7 +186,7 @@ class WorkQueue(Generic[K]):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._queue and not self._shutting_down:
+            while not self._ready and not self._shutting_down:
                 if deadline is None:
                     self._cond.wait()
                     continue
@@ -172,7 +196,14 @@ class WorkQueue(Generic[K]):
                 self._cond.wait(remaining)
             if self._shutting_down:
                 return None
-            key = self._queue.popleft()
+            while True:
+                lane = self._urgent if self._urgent else self._queue
+                key = lane.popleft()
+                if lane is self._urgent:
+                    self._in_urgent.discard(key)
+                if key in self._ready:
+                    break
+            self._ready.discard(key)
             self._dirty.discard(key)
             self._processing.add(key)
             added_at, reason = self._first_added.pop(key)
@@ -191,8 +222,7 @@ class WorkQueue(Generic[K]):
                 return
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
-                self._cond.notify()
+                self._enqueue_locked(key, urgent=self._first_added[key][1] in self._urgent_reasons)
 
     # Timers.
 
@@ -240,7 +270,10 @@ class WorkQueue(Generic[K]):
         """Stop: later adds are ignored, queued keys and timers are dropped, every waiting :meth:`get` returns."""
         with self._cond:
             self._shutting_down = True
+            self._ready.clear()
             self._queue.clear()
+            self._urgent.clear()
+            self._in_urgent.clear()
             self._dirty.clear()
             self._first_added.clear()
             self._heap.clear()
@@ -256,7 +289,7 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         """The keys queued (ready to be taken): not those being processed, nor those waiting for a timer."""
         with self._cond:
-            return len(self._queue)
+            return len(self._ready)
 
     @property
     def processing(self) -> int:
