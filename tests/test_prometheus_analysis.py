@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -244,7 +246,60 @@ def test_past_its_fresh_time_an_answer_serves_while_one_refresh_is_fetched_in_th
     fresh = analysis.verdict(policy=_named("d", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.8))
     assert fresh is not None
     assert fresh.checks[0].canary_connections == 700
-    assert len(metrics.vector_queries) == 4 and jobs == []
+    assert len(metrics.vector_queries) == 4
+    assert jobs == []
+
+
+class SlowGroupedMetrics(GroupedMetrics):
+    """Grouped answers wait for ``gate`` while ``slow`` is set: Prometheus under load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow = False
+        self.gate = threading.Event()
+        self.asked = threading.Semaphore(0)
+
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
+        if self.slow and "count_over_time" not in query:
+            self.asked.release()
+            assert self.gate.wait(10)
+        return super().query_vector(query=query, at=at, labels=labels, connection=connection)
+
+
+def test_a_slow_prometheus_gets_one_grouped_fetch_per_serving_time_not_one_per_pass() -> None:
+    metrics = SlowGroupedMetrics()
+    jobs: list[Callable[[], None]] = []
+    analysis = PrometheusAnalysis(metrics, group_seconds=1.0, in_background=jobs.append)
+    now = T0 + timedelta(seconds=31)
+    analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
+    analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.5))
+    assert len(jobs) == 1, "a refresh is under way (never finishing here)"
+    # Past twice the fresh time: the answer is too old, the refresh under way too. One pass fetches anew;
+    # the passes after it wait for that fetch instead of asking Prometheus again.
+    metrics.slow = True
+    later = now + timedelta(seconds=4)
+    results: dict[str, Any] = {}
+
+    def look(name: str, at: datetime) -> None:
+        results[name] = analysis.verdict(policy=_named(name, "shop-v2"), status=_status(), now=at)
+
+    first = threading.Thread(target=look, args=("c", later))
+    first.start()
+    assert metrics.asked.acquire(timeout=5), "the first pass asked"
+    others = [threading.Thread(target=look, args=(name, later + timedelta(seconds=0.2))) for name in ("d", "e", "f")]
+    for thread in others:
+        thread.start()
+    time.sleep(0.2)
+    metrics.gate.set()
+    for thread in (first, *others):
+        thread.join(10)
+    assert [at for _, at in metrics.vector_queries[2:]] == [later, later], "one grouped fetch for the four passes"
+    assert all(results[name] is not None for name in "cdef")
+    jobs.pop()()  # the old refresh ends at last: it never replaces the newer answer
+    analysis.verdict(policy=_named("g", "shop-v2"), status=_status(), now=later + timedelta(seconds=0.5))
+    assert len(metrics.vector_queries) == 6
 
 
 def test_a_rollouts_next_look_never_judges_the_grouped_answer_its_last_look_used() -> None:
@@ -258,7 +313,9 @@ def test_a_rollouts_next_look_never_judges_the_grouped_answer_its_last_look_used
     # Another rollout could still use that answer 30 s on; this one's next look needs newer counts.
     later = now + timedelta(seconds=30)
     second = analysis.verdict(policy=policy, status=_status(), now=later)
-    assert first is not None and second is not None and second is not first
+    assert first is not None
+    assert second is not None
+    assert second is not first
     assert [at for _, at in metrics.vector_queries] == [now, now, later, later]
     assert jobs == []
     other = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=later + timedelta(seconds=1))

@@ -291,11 +291,13 @@ class PrometheusAnalysis:
                 if (now - done.at).total_seconds() > fresh and pending is None:
                     refresh = slot.pending = _Grouped(at=now, ready=threading.Event(), parts={})
                 entry, fetch = done, False
-            elif pending is not None and fits(pending, oldest=fresh):
+            elif pending is not None and fits(pending, oldest=2 * fresh):
                 entry, fetch = pending, False
             else:
+                # The fetch under way (if any) is too old for this pass: this one replaces it as the one others
+                # wait for, so a slow Prometheus gets one more query per serving time, not one per pass.
                 entry, fetch = _Grouped(at=now, ready=threading.Event(), parts={}), True
-                if pending is None:
+                if pending is None or pending.at <= now:
                     slot.pending = entry
         if refresh is not None:
             self._in_background(lambda: self._fill(policy, request, slot, refresh))
