@@ -303,6 +303,45 @@ def test_a_slow_prometheus_gets_one_grouped_fetch_per_serving_time_not_one_per_p
     assert len(metrics.vector_queries) == 6
 
 
+class FailingGroupedMetrics(GroupedMetrics):
+    """Grouped answers fail while ``failing`` is set, as a Prometheus timing out under load does."""
+
+    failing = False
+
+    def query_vector(
+        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
+    ) -> VectorOutcome:
+        if self.failing and "count_over_time" not in query:
+            self.vector_queries.append((query, at))
+            return VectorOutcome(query=query, error="query timed out after 10s")
+        return super().query_vector(query=query, at=at, labels=labels, connection=connection)
+
+
+def test_a_failed_refresh_never_replaces_a_good_answer_and_the_next_waits_a_fresh_time() -> None:
+    # One failed grouped query must not make thousands of looks inconclusive while a good answer still serves.
+    metrics = FailingGroupedMetrics()
+    jobs: list[Callable[[], None]] = []
+    analysis = PrometheusAnalysis(metrics, group_seconds=1.0, in_background=jobs.append)
+    now = T0 + timedelta(seconds=31)
+    analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
+    metrics.failing = True
+    analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.2))
+    jobs.pop()()  # the refresh fails
+    assert len(metrics.vector_queries) == 4
+    good = analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.5))
+    assert good is not None
+    assert good.verdict == Verdict.PASS, good.reason
+    assert good.checks[0].canary_connections == 300
+    assert jobs == [], "no new refresh within a fresh time of the failure"
+    metrics.failing = False
+    analysis.verdict(policy=_named("d", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.9))
+    assert jobs == [], "still within a fresh time of the failure"
+    analysis.verdict(policy=_named("e", "shop-v2"), status=_status(), now=now + timedelta(seconds=2.3))
+    # Past twice the fresh time the good answer no longer serves: a fetch now, which succeeds.
+    assert len(metrics.vector_queries) == 6
+    assert metrics.vector_queries[-1][1] == now + timedelta(seconds=2.3)
+
+
 def test_a_rollouts_next_look_never_judges_the_grouped_answer_its_last_look_used() -> None:
     # group_seconds 60 over a 30 s window: an answer is fresh for 15 s and serves for 30 s, one interval.
     metrics = GroupedMetrics()

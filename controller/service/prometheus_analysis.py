@@ -25,7 +25,8 @@ rollout, the learned scrape intervals and the grouped answers shared between rol
   thousands of rollouts do not queue behind one slow grouped fetch, and at most two fetches per window are
   made. An answer serves a rollout only when its window lies inside the rollout's step, and only when it is
   newer than the answer the rollout's previous look used: two looks never judge the same counts. A newer
-  answer is never replaced by an older one.
+  answer is never replaced by an older one, nor a good one by a failed refresh (Prometheus timing out under
+  load): the good one serves out its time, and the next refresh waits a fresh time.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class _Slot:
 
     done: _Grouped | None = None
     pending: _Grouped | None = None
+    failed_at: datetime | None = None  # when the last fetch that failed was evaluated
+
+
+def _failed(entry: _Grouped) -> bool:
+    return any(part.error is not None for part in entry.parts.values())
 
 
 def _in_a_thread(work: Callable[[], None]) -> None:
@@ -288,7 +294,9 @@ class PrometheusAnalysis:
             done, pending = slot.done, slot.pending
             if fits(done, oldest=2 * fresh):
                 assert done is not None
-                if (now - done.at).total_seconds() > fresh and pending is None:
+                failed_at = slot.failed_at
+                recently_failed = failed_at is not None and abs((now - failed_at).total_seconds()) <= fresh
+                if (now - done.at).total_seconds() > fresh and pending is None and not recently_failed:
                     refresh = slot.pending = _Grouped(at=now, ready=threading.Event(), parts={})
                 entry, fetch = done, False
             elif pending is not None and fits(pending, oldest=2 * fresh):
@@ -320,9 +328,15 @@ class PrometheusAnalysis:
             error = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
             entry.parts = {name: VectorOutcome(query=query, error=error) for name, query in grouped.parts.items()}
         finally:
+            failed = _failed(entry)
             with self._groups_lock:
-                if slot.done is None or slot.done.at <= entry.at:
+                done = slot.done
+                # A failed answer never replaces a good one: the good one serves out its time (the passes
+                # that waited for this fetch get its errors), and the next refresh waits a fresh time.
+                if done is None or (done.at <= entry.at and (not failed or _failed(done))):
                     slot.done = entry
+                if failed:
+                    slot.failed_at = entry.at
                 if slot.pending is entry:
                     slot.pending = None
             entry.ready.set()
