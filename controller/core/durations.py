@@ -8,6 +8,7 @@ exists. Longer values would otherwise overflow the controller's date arithmetic.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _UNITS = {
@@ -37,8 +38,9 @@ _NONZERO_PART = rf"(?:(?:\d*[1-9]\d*(?:\.\d*)?|\d*\.\d*[1-9]\d*){_UNIT})"
 POSITIVE_GO_DURATION_PATTERN = rf"^\+?{_ZERO_PART}*{_NONZERO_PART}(?:{_NUMBER}{_UNIT})*$"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_go_duration(text: str) -> float:
-    """Return the duration in seconds.
+    """Return the duration in seconds (remembered: a pass parses its policy's few durations again and again).
 
     Args:
         text: a Go duration string such as ``90s``, ``2m`` or ``1h30m``.

@@ -115,6 +115,8 @@ class ControllerMetrics:
         self._cache_counts: dict[tuple[str, str, str], int] = {}
         self._evaluations: dict[tuple[str, str], datetime | None] = {}
         self._stalls: dict[tuple[str, str], str] = {}
+        # The weight, step and phase each rollout's series show.
+        self._shown: dict[tuple[str, str], tuple[int, int, Phase]] = {}
         self._lock = threading.Lock()
 
     def observe_caches(self, caches: Iterable[Any]) -> None:
@@ -160,12 +162,19 @@ class ControllerMetrics:
         """Update the gauges and counters from one pass's decision."""
         status = decision.status
         self.pass_duration.observe(seconds)
-        self.weight.labels(ref.namespace, ref.name).set(status.weight if status.weight is not None else 0)
-        self.step.labels(ref.namespace, ref.name).set(status.step_index)
-        for phase in Phase:
-            self.phase.labels(ref.namespace, ref.name, phase.value).set(1 if status.phase == phase else 0)
         key = (ref.namespace, ref.name)
-        self._observe_stall(key, str(status.stall) if status.stall is not None else None)
+        shown = (status.weight if status.weight is not None else 0, status.step_index, status.phase)
+        with self._lock:
+            changed = self._shown.get(key) != shown
+            self._shown[key] = shown
+        if changed:  # most passes change none of them: the series keep their values
+            self.weight.labels(ref.namespace, ref.name).set(shown[0])
+            self.step.labels(ref.namespace, ref.name).set(shown[1])
+            for phase in Phase:
+                self.phase.labels(ref.namespace, ref.name, phase.value).set(1 if status.phase == phase else 0)
+        stall = str(status.stall) if status.stall is not None else None
+        if stall is not None or key in self._stalls:
+            self._observe_stall(key, stall)
         with self._lock:
             new_evaluation = (
                 status.last_analysis_at is not None and self._evaluations.get(key) != status.last_analysis_at

@@ -132,6 +132,8 @@ class PrometheusAnalysis:
         in_background: Callable[[Callable[[], None]], None] = _in_a_thread,
     ) -> None:
         self.metrics = metrics
+        # Checked once: a runtime-checkable Protocol's isinstance walks its members, a cost at every pass.
+        self._grouped_source = isinstance(metrics, GroupedMetricsSource)
         self.group_seconds = group_seconds
         self.scrape_interval_seconds = scrape_interval_seconds
         self._learned: dict[tuple[str, str, str], _Learned] = {}
@@ -159,24 +161,24 @@ class PrometheusAnalysis:
         if waiting is not None:
             # Not stored: the first look runs at the first pass once the step is old enough.
             return waiting
-        result = self.evaluate(policy, status, now=now, final=now >= gate_of(policy, status), key=key)
+        final = now >= gate_of(policy, status)
+        plan = plan_pass(policy, status, now=now, final=final, scrape_interval_seconds=scrape)
+        result = judge_pass(policy, plan, self.fetch(policy, plan, key=key))
         self._last[key] = result
         return result
 
-    def evaluate(
-        self, policy: CanaryPolicy, status: RolloutStatus, *, now: datetime, final: bool, key: _Key | None = None
-    ) -> AnalysisResult:
+    def evaluate(self, policy: CanaryPolicy, status: RolloutStatus, *, now: datetime, final: bool) -> AnalysisResult:
         """Run every check of the policy for the current step at ``now``: plan its queries (core), fetch
-        them, judge the answers (core). ``key``: the rollout, whose looks never reuse a grouped answer."""
+        them, judge the answers (core)."""
         scrape, _ = self.scrape_interval(policy, now)
         plan = plan_pass(policy, status, now=now, final=final, scrape_interval_seconds=scrape)
-        return judge_pass(policy, plan, self.fetch(policy, plan, key=key))
+        return judge_pass(policy, plan, self.fetch(policy, plan))
 
     def fetch(self, policy: CanaryPolicy, plan: PassPlan, *, key: _Key | None = None) -> Answers:
         """Every answer a plan needs: its grouped requests (when grouping is on and the source can), then each
         query of the sides not read from a group, once."""
         groups: dict[tuple[str, str], Mapping[str, VectorOutcome]] = {}
-        if self.group_seconds > 0 and isinstance(self.metrics, GroupedMetricsSource):
+        if self.group_seconds > 0 and self._grouped_source:
             before = self._used.get(key, {}) if key is not None else {}
             used: dict[tuple[str, str, str], float] = {}
             for request in plan.group_requests():
@@ -210,7 +212,7 @@ class PrometheusAnalysis:
             return stated, "spec.analysis.scrapeInterval"
         if self.scrape_interval_seconds is not None:
             return self.scrape_interval_seconds, "the controller's setting"
-        if not isinstance(self.metrics, GroupedMetricsSource):
+        if not self._grouped_source:
             return 0.0, "unknown"
         variables = variables_for(policy, window_seconds=0.0, step_start=at)
         intervals: list[float] = []
