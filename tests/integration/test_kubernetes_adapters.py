@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
 from controller.adapters.kubernetes.api import KubeApi
@@ -297,3 +298,33 @@ class TestWorkloadsAndEvents:
             message="m",
             event_type="Normal",
         )
+
+
+@pytest.mark.parametrize(
+    ("version", "annotations", "with_status"),
+    [(None, None, True), ("42", {"canaryctl.dev/commands": "[]"}, True), (None, {"a": "b"}, False)],
+)
+def test_the_status_configmap_body_is_what_the_clients_model_would_send(
+    version: str | None, annotations: dict[str, str] | None, with_status: bool
+) -> None:
+    # The body is built as JSON to spare a pass the model (issue 18); the server must get the same object.
+    store = ConfigMapStatusStore(KubeApi(k8s.ApiClient()), namespace="canary-system")
+    ref = PolicyRef("shop", "checkout", source="file")
+    status = RolloutStatus(phase=Phase.PROGRESSING, weight=20, step_index=1) if with_status else None
+    body = store._body(ref, status, annotations, version)
+    data = {"status": body["data"]["status"]} if with_status else None
+    model = k8s.V1ConfigMap(
+        metadata=k8s.V1ObjectMeta(
+            name=configmap_name(ref),
+            namespace="canary-system",
+            resource_version=version,
+            labels={
+                "canaryctl.dev/policy-name": "checkout",
+                "canaryctl.dev/policy-namespace": "shop",
+                "app.kubernetes.io/managed-by": "canary-controller",
+            },
+            annotations=annotations,
+        ),
+        data=data,
+    )
+    assert body == k8s.ApiClient().sanitize_for_serialization(model)

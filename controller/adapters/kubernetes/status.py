@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client as k8s
 from pydantic import ValidationError
 
 from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi, Resource, as_dict
@@ -250,26 +249,26 @@ class ConfigMapStatusStore:
         annotations: dict[str, str] | None,
         version: str | None,
         writer: WriterStamp | None = None,
-    ) -> k8s.V1ConfigMap:
-        data = (
-            {"status": json.dumps(_stored(status, writer), separators=(",", ":"), ensure_ascii=False)}
-            if status is not None
-            else None
-        )
-        return k8s.V1ConfigMap(
-            metadata=k8s.V1ObjectMeta(
-                name=configmap_name(policy),
-                namespace=self.namespace,
-                resource_version=version,
-                labels={
-                    LABEL_NAME: policy.name,
-                    LABEL_NAMESPACE: policy.namespace,
-                    "app.kubernetes.io/managed-by": "canary-controller",
-                },
-                annotations=annotations,
-            ),
-            data=data,
-        )
+    ) -> dict[str, Any]:
+        """The ConfigMap as the client would send its ``V1ConfigMap`` (unset fields left out), built as the JSON
+        itself: building and serializing the client's model cost as much as the rest of a pass."""
+        metadata: dict[str, Any] = {
+            "name": configmap_name(policy),
+            "namespace": self.namespace,
+            "labels": {
+                LABEL_NAME: policy.name,
+                LABEL_NAMESPACE: policy.namespace,
+                "app.kubernetes.io/managed-by": "canary-controller",
+            },
+        }
+        if version is not None:
+            metadata["resourceVersion"] = version
+        if annotations is not None:
+            metadata["annotations"] = annotations
+        body: dict[str, Any] = {"metadata": metadata}
+        if status is not None:
+            body["data"] = {"status": json.dumps(_stored(status, writer), separators=(",", ":"), ensure_ascii=False)}
+        return body
 
     def _written(self, answer: dict[str, Any]) -> str:
         """Write the server's answer through to the cache; its resourceVersion."""
