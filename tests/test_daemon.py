@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import logging
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from controller.core.policy import CanaryPolicy
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
+from controller.runtime import loop as loop_module
 from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies
@@ -144,3 +147,17 @@ def test_passes_in_the_middle_of_a_step_write_nothing() -> None:
     status, later = store.saved[("shop", "a")]
     assert status.phase == "Progressing"
     assert later == version, f"{later - version} status writes while nothing changed ({status.message!r})"
+
+
+def test_a_skipped_timers_run_is_not_logged_but_a_skipped_tick_is() -> None:
+    # At 10,000 rollouts the 0.1 s timers job overlaps its last run every few seconds: harmless, not a warning.
+    scheduler_log = loop_module._quiet_timers_logger()
+    message = 'Execution of job "%s" skipped: maximum number of running instances reached (%d)'
+
+    def record(job_id: str) -> logging.LogRecord:
+        job = SimpleNamespace(id=job_id)
+        return scheduler_log.makeRecord(scheduler_log.name, logging.WARNING, __file__, 1, message, (job, 1), None)
+
+    assert not scheduler_log.filter(record("timers"))
+    assert scheduler_log.filter(record("tick"))
+    assert loop_module._quiet_timers_logger().filters == scheduler_log.filters, "installed once"

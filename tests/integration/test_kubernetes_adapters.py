@@ -327,4 +327,4 @@ def test_the_status_configmap_body_is_what_the_clients_model_would_send(
         ),
         data=data,
     )
-    assert body == k8s.ApiClient().sanitize_for_serialization(model)
+    assert body == k8s.ApiClient().sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
