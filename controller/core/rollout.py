@@ -77,12 +77,16 @@ def route_revision_of(policy: CanaryPolicy) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def revision_of(policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None) -> str:
+def revision_of(
+    policy: CanaryPolicy, canary_template: Mapping[str, Any] | None = None, *, route_revision: str | None = None
+) -> str:
     """A short stable hash of *what is rolled out*: the route revision and the canary pod template.
 
     A new value starts a new run (after Promoted, only a new route revision does: see ``_new_revision``).
+    ``route_revision``: ``route_revision_of(policy)`` when the caller has it already.
     """
-    payload = {"route": route_revision_of(policy), "template": canary_template}
+    route = route_revision if route_revision is not None else route_revision_of(policy)
+    payload = {"route": route, "template": canary_template}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return digest[:16]
 

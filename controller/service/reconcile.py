@@ -81,9 +81,10 @@ def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, 
         else None
     )
     analysis = deps.analysis.verdict(policy=policy, status=loaded.status, now=now)
+    route_revision = route_revision_of(policy)
     observations = Observations(
-        revision=revision_of(policy, canary.template if canary else None),
-        route_revision=route_revision_of(policy),
+        revision=revision_of(policy, canary.template if canary else None, route_revision=route_revision),
+        route_revision=route_revision,
         target=live,
         target_missing=None if live is not None else f"{target.kind} {namespace}/{target.ref.name} not found",
         target_namespace=namespace,
