@@ -95,6 +95,19 @@ def test_an_urgent_add_during_processing_is_queued_ahead_by_done(clock: FakeCloc
     assert [reason for _, _, reason in calls] == ["timer", "event", "timer"]
 
 
+def test_an_urgent_add_after_a_timer_during_processing_still_goes_ahead(clock: FakeClock) -> None:
+    calls: list[tuple[Key, float, str]] = []
+    queue: WorkQueue[Key] = WorkQueue(clock=clock, urgent_reasons=frozenset({"event"}), on_dequeue=recorder(calls))
+    queue.add(A, "timer")
+    assert queue.get(timeout=0) == A
+    queue.add(B, "timer")
+    queue.add(A, "timer")  # its timer fires while it is processing
+    queue.add(A, "event")  # then a person pauses it
+    queue.done(A)
+    assert drain(queue) == [A, B]
+    assert [reason for _, _, reason in calls] == ["timer", "timer", "timer"], "the earliest add's reason is kept"
+
+
 def test_a_key_taken_from_the_urgent_lane_is_not_handed_out_again_from_its_old_place(clock: FakeClock) -> None:
     queue: WorkQueue[Key] = WorkQueue(clock=clock, urgent_reasons=frozenset({"event"}))
     queue.add(A, "timer")

@@ -86,6 +86,8 @@ class WorkQueue(Generic[K]):
         self._queue: deque[K] = deque()
         self._urgent: deque[K] = deque()
         self._in_urgent: set[K] = set()
+        # Processing keys added again urgently: done() queues them in the urgent lane whatever came first.
+        self._urgent_after_done: set[K] = set()
         # Keys to be processed: the queued ones, and the processing ones added again (queued again by done).
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
@@ -114,10 +116,14 @@ class WorkQueue(Generic[K]):
             if urgent and key in self._ready and key not in self._in_urgent:
                 self._urgent.append(key)  # already queued: it moves ahead (its place behind is skipped)
                 self._in_urgent.add(key)
+            elif urgent and key in self._processing:
+                self._urgent_after_done.add(key)
             return
         self._dirty.add(key)
         self._first_added[key] = (self._clock(), reason)
         if key in self._processing:
+            if urgent:
+                self._urgent_after_done.add(key)
             return
         self._enqueue_locked(key, urgent=urgent)
 
@@ -221,8 +227,10 @@ class WorkQueue(Generic[K]):
             if key not in self._processing:
                 return
             self._processing.discard(key)
+            urgent = key in self._urgent_after_done
+            self._urgent_after_done.discard(key)
             if key in self._dirty:
-                self._enqueue_locked(key, urgent=self._first_added[key][1] in self._urgent_reasons)
+                self._enqueue_locked(key, urgent=urgent)
 
     # Timers.
 
@@ -274,6 +282,7 @@ class WorkQueue(Generic[K]):
             self._queue.clear()
             self._urgent.clear()
             self._in_urgent.clear()
+            self._urgent_after_done.clear()
             self._dirty.clear()
             self._first_added.clear()
             self._heap.clear()
