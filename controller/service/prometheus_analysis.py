@@ -161,9 +161,7 @@ class PrometheusAnalysis:
         if waiting is not None:
             # Not stored: the first look runs at the first pass once the step is old enough.
             return waiting
-        final = now >= gate_of(policy, status)
-        plan = plan_pass(policy, status, now=now, final=final, scrape_interval_seconds=scrape)
-        result = judge_pass(policy, plan, self.fetch(policy, plan, key=key))
+        result = self._look(policy, status, now=now, final=now >= gate_of(policy, status), scrape=scrape, key=key)
         self._last[key] = result
         return result
 
@@ -171,8 +169,21 @@ class PrometheusAnalysis:
         """Run every check of the policy for the current step at ``now``: plan its queries (core), fetch
         them, judge the answers (core)."""
         scrape, _ = self.scrape_interval(policy, now)
+        return self._look(policy, status, now=now, final=final, scrape=scrape, key=None)
+
+    def _look(
+        self,
+        policy: CanaryPolicy,
+        status: RolloutStatus,
+        *,
+        now: datetime,
+        final: bool,
+        scrape: float,
+        key: _Key | None,
+    ) -> AnalysisResult:
+        """One look at ``scrape`` s scrapes; ``key``: the rollout, whose looks never reuse a grouped answer."""
         plan = plan_pass(policy, status, now=now, final=final, scrape_interval_seconds=scrape)
-        return judge_pass(policy, plan, self.fetch(policy, plan))
+        return judge_pass(policy, plan, self.fetch(policy, plan, key=key))
 
     def fetch(self, policy: CanaryPolicy, plan: PassPlan, *, key: _Key | None = None) -> Answers:
         """Every answer a plan needs: its grouped requests (when grouping is on and the source can), then each
