@@ -251,26 +251,32 @@ def test_past_its_fresh_time_an_answer_serves_while_one_refresh_is_fetched_in_th
     assert jobs == []
 
 
-class SlowGroupedMetrics(GroupedMetrics):
-    """Grouped answers wait for ``gate`` while ``slow`` is set: Prometheus under load."""
+class LoadedGroupedMetrics(GroupedMetrics):
+    """Prometheus under load: grouped answers wait for ``gate`` while ``slow`` is set, and time out while
+    ``failing`` is set (the scrape-interval query is never affected)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.slow = False
+        self.failing = False
         self.gate = threading.Event()
         self.asked = threading.Semaphore(0)
 
     def query_vector(
         self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
     ) -> VectorOutcome:
-        if self.slow and "count_over_time" not in query:
-            self.asked.release()
-            assert self.gate.wait(10)
+        if "count_over_time" not in query:
+            if self.slow:
+                self.asked.release()
+                assert self.gate.wait(10)
+            if self.failing:
+                self.vector_queries.append((query, at))
+                return VectorOutcome(query=query, error="query timed out after 10s")
         return super().query_vector(query=query, at=at, labels=labels, connection=connection)
 
 
 def test_a_slow_prometheus_gets_one_grouped_fetch_per_serving_time_not_one_per_pass() -> None:
-    metrics = SlowGroupedMetrics()
+    metrics = LoadedGroupedMetrics()
     jobs: list[Callable[[], None]] = []
     analysis = PrometheusAnalysis(metrics, group_seconds=1.0, in_background=jobs.append)
     now = T0 + timedelta(seconds=31)
@@ -303,23 +309,9 @@ def test_a_slow_prometheus_gets_one_grouped_fetch_per_serving_time_not_one_per_p
     assert len(metrics.vector_queries) == 6
 
 
-class FailingGroupedMetrics(GroupedMetrics):
-    """Grouped answers fail while ``failing`` is set, as a Prometheus timing out under load does."""
-
-    failing = False
-
-    def query_vector(
-        self, *, query: str, at: datetime, labels: tuple[str, ...], connection: CanaryPolicy | None = None
-    ) -> VectorOutcome:
-        if self.failing and "count_over_time" not in query:
-            self.vector_queries.append((query, at))
-            return VectorOutcome(query=query, error="query timed out after 10s")
-        return super().query_vector(query=query, at=at, labels=labels, connection=connection)
-
-
 def test_a_failed_refresh_never_replaces_a_good_answer_and_the_next_waits_a_fresh_time() -> None:
     # One failed grouped query must not make thousands of looks inconclusive while a good answer still serves.
-    metrics = FailingGroupedMetrics()
+    metrics = LoadedGroupedMetrics()
     jobs: list[Callable[[], None]] = []
     analysis = PrometheusAnalysis(metrics, group_seconds=1.0, in_background=jobs.append)
     now = T0 + timedelta(seconds=31)
