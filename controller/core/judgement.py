@@ -226,19 +226,23 @@ def _bound(a: float, b: float, log_alpha: float, *, flipped: bool, start: float,
         return -gap / slope if slope != 0 else math.nan
 
     x = min(max(start, width), 1.0 - width)
+
+    def closed() -> bool:
+        # Finer than 1e-15 of the bound itself, the tail's own rounding decides: stop there too.
+        return hi - lo <= max(width, 1e-15 * hi)
+
     for _ in range(3 * steps + 16):
         step = look(x)
-        # Finer than 1e-15 of the bound itself, the tail's own rounding decides: stop there too.
-        close = max(width, 1e-15 * hi)
-        if hi - lo <= close:
+        if closed():
             break
+        close = max(width, 1e-15 * hi)
         following = x + step
         if math.isfinite(following) and abs(step) <= close / 4:
             # Settled: the two points half the final width either side close the bracket.
             for point in (following - close / 2, following + close / 2):
                 if lo < point < hi:
                     look(point)
-            if hi - lo <= max(width, 1e-15 * hi):
+            if closed():
                 break
             following = math.nan
         x = following if math.isfinite(following) and lo < following < hi else (lo + hi) / 2
