@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from controller.core.effects import WriteRoute
-from controller.core.status import HISTORY_LIMIT, TERMINAL_PHASES, CommandKind, HistoryEntry, Phase, Verdict
+from controller.core.status import (
+    HISTORY_LIMIT,
+    TERMINAL_PHASES,
+    CommandKind,
+    HistoryEntry,
+    Phase,
+    RolloutStatus,
+    Verdict,
+)
 from tests.rollout_sim import Sim, pointer_get
 from tests.test_rollout import seed_policy, seed_target
 
@@ -42,10 +50,16 @@ class RolloutMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([0, 1, 5, 30, 61, 700]), crash=st.booleans())
     def tick(self, seconds: int, crash: bool) -> None:
+        given = self.sim.status
+        given_json = given.model_dump_json()
         before = self.sim.status.model_copy(deep=True)
         revision_before = before.revision
         decision = self.sim.tick(seconds, apply=not crash)
         after = decision.status
+        # The stores share the status they parsed between passes, and write through what they saved: a decision
+        # never changes the status it is given, and what it decides reads back from its stored form unchanged.
+        assert given.model_dump_json() == given_json
+        assert RolloutStatus.model_validate_json(after.model_dump_json(exclude_none=True)) == after
         assert not any(h.reason == "InternalError" for h in after.history), after.last_error
         if after.run_id != self.run_id:
             self.run_id = after.run_id

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from controller.core.crd import status_schema
 from controller.core.status import (
@@ -16,6 +17,7 @@ from controller.core.status import (
     Phase,
     RolloutStatus,
     Verdict,
+    copy_status,
 )
 
 CHECK: dict[str, Any] = {
@@ -83,6 +85,49 @@ def test_a_status_is_written_back_exactly_as_it_was_read() -> None:
         assert written[key] == value, key
     again = RolloutStatus.model_validate_json(status.model_dump_json())
     assert again == status
+
+
+def _mutable_parts(value: Any, found: dict[int, Any]) -> dict[int, Any]:
+    """Every list, dict and model reachable from ``value``, by id (kept alive in the dict)."""
+    if isinstance(value, BaseModel):
+        found[id(value)] = value
+        for name in type(value).model_fields:
+            _mutable_parts(getattr(value, name), found)
+        for extra in (value.model_extra or {}).values():
+            _mutable_parts(extra, found)
+    elif isinstance(value, dict):
+        found[id(value)] = value
+        for item in value.values():
+            _mutable_parts(item, found)
+    elif isinstance(value, list):
+        found[id(value)] = value
+        for item in value:
+            _mutable_parts(item, found)
+    return found
+
+
+def test_a_copied_status_is_equal_writes_the_same_and_shares_nothing_with_the_original() -> None:
+    # The status stores share the status they parsed between passes: a decision changes only its copy.
+    persisted = {
+        **PERSISTED,
+        "original": {
+            "pointer": "/spec/tcp/0/route",
+            "destinations": [{"destination": {"host": "tcp-echo", "subset": "v1"}, "weight": 100}],
+            "target": "0123456789abcdef",
+        },
+        "history": [{"time": "2026-01-01T00:00:00Z", "from": "Pending", "to": "Progressing", "reason": "Started"}],
+    }
+    status = RolloutStatus.model_validate(persisted)
+    copied = copy_status(status)
+    assert copied == status
+    assert copied.model_dump_json(exclude_none=True) == status.model_dump_json(exclude_none=True)
+    shared = _mutable_parts(status, {}).keys() & _mutable_parts(copied, {}).keys()
+    assert not shared
+    assert copied.original is not None
+    copied.original.destinations[0]["weight"] = 0
+    copied.last_checks[0].reason = "changed"
+    copied.history.clear()
+    assert status == RolloutStatus.model_validate(persisted)
 
 
 def test_a_check_keeps_exactly_its_keys_unknown_ones_included() -> None:

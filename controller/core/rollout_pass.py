@@ -34,6 +34,7 @@ from controller.core.status import (
     RouteSnapshot,
     Severity,
     Verdict,
+    copy_status,
 )
 from controller.errors import RouteResolutionError
 
@@ -50,7 +51,7 @@ class RolloutPass:
 
     def __init__(self, policy: CanaryPolicy, status: RolloutStatus, obs: Observations, now: datetime) -> None:
         self.policy = policy
-        self.status = status.model_copy(deep=True)
+        self.status = copy_status(status)
         self.obs = obs
         self.now = now
         self.effects: list[Effect] = []

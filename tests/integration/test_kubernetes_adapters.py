@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import copy
+import json
+import time
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
 
 from canary_sandbox.kubeapi import FaultInjector, KubeApiEmulator
-from controller.adapters.kubernetes.api import KubeApi
+from controller.adapters.kubernetes.api import CONFIGMAPS, KubeApi
 from controller.adapters.kubernetes.events import KubernetesEventRecorder
-from controller.adapters.kubernetes.status import ConfigMapStatusStore, configmap_name, new_command
+from controller.adapters.kubernetes.informer import Informer
+from controller.adapters.kubernetes.status import (
+    ConfigMapStatusStore,
+    _stored,
+    _stored_json,
+    configmap_name,
+    new_command,
+)
 from controller.adapters.kubernetes.traffic import KubernetesTrafficRouter
 from controller.adapters.kubernetes.workloads import KubernetesWorkloadReader
 from controller.core.status import CommandKind, Phase, RolloutStatus
+from controller.core.writers import WriterStamp
 from controller.errors import ConflictError, ForbiddenError, UnavailableError
 from controller.ports import InvolvedObject, PolicyRef
 from tests.integration.conftest import stored
@@ -226,6 +236,39 @@ class TestConfigMapStatusStore:
         commands = store.load(policy=ref).commands
         assert [(c.kind, c.by) for c in commands] == [(CommandKind.PAUSE, "alice"), (CommandKind.RESUME, "bob")]
 
+    def test_from_a_watch_cache_a_status_is_parsed_once_per_version_and_every_change_is_read(
+        self, emulator: KubeApiEmulator, kube: KubeApi, namespace: str
+    ) -> None:
+        # Passes share the status parsed from one resourceVersion (issue 18); what another writer or a person
+        # stores under a new version is read at once, and what this store wrote reads as a fresh store reads it.
+        cache = Informer(kube, CONFIGMAPS, namespaces=[namespace])
+        try:
+            assert cache.wait_synced(5)
+            store = ConfigMapStatusStore(kube, namespace=namespace, cache=cache)
+            ref = PolicyRef(namespace="shop", name="tcp-echo", source="file")
+            written = RolloutStatus(phase=Phase.PROGRESSING, run_id="r-1", step_index=1, weight=20)
+            version = store.save(policy=ref, status=written, version=None)
+            first = store.load(policy=ref)
+            assert first.version == version
+            assert first.status == written
+            assert first.status == ConfigMapStatusStore(kube, namespace=namespace).load(policy=ref).status
+            assert store.load(policy=ref) is first  # same version: not parsed again
+            other = ConfigMapStatusStore(kube, namespace=namespace)  # another replica, reading the API
+            other.save(policy=ref, status=written.model_copy(update={"weight": 50}), version=version)
+            other.add_command(policy=ref, command=new_command(CommandKind.PAUSE, by="alice"))
+            deadline = time.monotonic() + 5
+            while store.load(policy=ref).status.weight != 50 or not store.load(policy=ref).commands:
+                assert time.monotonic() < deadline, "the other writer's status never read"
+                time.sleep(0.02)
+            assert [c.kind for c in store.load(policy=ref).commands] == [CommandKind.PAUSE]
+            assert emulator.delete("configmaps", configmap_name(ref), namespace=namespace)
+            while store.load(policy=ref).version is not None:
+                assert time.monotonic() < deadline + 5, "the deletion never read"
+                time.sleep(0.02)
+            assert store.load(policy=ref).status == RolloutStatus()
+        finally:
+            cache.close()
+
     def test_configmap_names_stay_valid_for_long_policy_names(self) -> None:
         name = configmap_name(PolicyRef(namespace="n" * 63, name="p" * 253, source="file"))
         assert len(name) <= 253
@@ -328,3 +371,19 @@ def test_the_status_configmap_body_is_what_the_clients_model_would_send(
         data=data,
     )
     assert body == k8s.ApiClient().sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        RolloutStatus(),
+        RolloutStatus(phase=Phase.PROGRESSING, weight=20, step_index=1, message='étape 2/4: canary 20 % "v2"'),
+    ],
+)
+@pytest.mark.parametrize("writer", [None, WriterStamp(identity="canary-0", instance="a1b2", serial=7, elected=True)])
+def test_the_stored_status_text_is_the_stored_status_as_json(status: RolloutStatus, writer: WriterStamp | None) -> None:
+    # The ConfigMap's status text is serialized by the model (issue 18): it must hold exactly what was stored
+    # before, the writer's stamp included, and read back as the same status.
+    text = _stored_json(status, writer)
+    assert json.loads(text) == _stored(status, writer)
+    assert RolloutStatus.model_validate_json(text) == status
