@@ -74,11 +74,14 @@ CONTROLLER_USER_AGENT = "canary-controller/"
 """How the controller's writes start their ``User-Agent`` (the daemon sets it; the CLI keeps the client's)."""
 ROUTE_PATH = "/apis/networking.istio.io/v1/namespaces/{namespace}/virtualservices/tcp-echo"
 SCRAPE_SECONDS = 5.0
-CANARY_RATE = 50.0
+CANARY_RATE = 75.0
 """Connections per second each canary opens. A window counts the increases between the samples scraped inside
-it (docs/analysis.md), so a 10 s window at a 5 s scrape counts one scrape interval's 250: above
-``minConnections`` (200), so every check passes as in a healthy mesh."""
-STABLE_RATE = 200.0
+it (docs/analysis.md), so a 10 s window at a 5 s scrape counts one scrape interval's 375: above
+``minConnections`` (200), so every check passes as in a healthy mesh. The exporter renders its counters when
+scraped, not at the scrape's timestamp, so on a saturated machine (10,000 rollouts) two samples 5 s apart can
+hold 4 s of growth or less: at 50 a second, 11 % of the looks found fewer than 200 connections and were
+inconclusive, which no healthy mesh shows; at 75, even 3 s of growth is 225."""
+STABLE_RATE = 300.0
 TEMPLATES = 1
 """Distinct metric templates across all policies (every policy has the same single check)."""
 QUERIES_PER_CHECK = 4

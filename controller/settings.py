@@ -62,6 +62,23 @@ class Settings(BaseSettings):
         description="Seconds between two full resyncs, when every policy gets a pass whatever the watches said "
         "(a safety net). 0: none. Default 300.",
     )
+    status_refresh_writes_per_second: float = Field(
+        20.0,
+        ge=0,
+        le=10000,
+        description="Most status writes a second that only refresh healthy rollouts' last measurements (a "
+        "decision, a failing or inconclusive check, a command is always written at once). Each rollout's "
+        "refresh is once a minute up to this many times 60 rollouts, then every rollouts/this seconds "
+        "(10,000 rollouts: every 500 s). 0: no limit. Default 20.",
+    )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        le=10_000_000,
+        description="Allocations between two young-generation garbage collections of the daemon (Python's "
+        "default is 700, which at thousands of rollouts spends a sixth of the controller's time collecting). "
+        "0: Python's default. Default 50000.",
+    )
     watch_cache: bool = Field(
         True,
         description="Read routes, canary Deployments and status from watch caches (list and watch, kept in memory) "

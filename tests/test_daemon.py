@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import time
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import pytest
 from controller.core.policy import CanaryPolicy
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
 from controller.runtime import loop as loop_module
+from controller.runtime.daemon import tune_gc
 from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies
@@ -161,3 +163,34 @@ def test_a_skipped_timers_run_is_not_logged_but_a_skipped_tick_is() -> None:
     assert not scheduler_log.filter(record("timers"))
     assert scheduler_log.filter(record("tick"))
     assert loop_module._quiet_timers_logger().filters == scheduler_log.filters, "installed once"
+
+
+def test_passes_stretch_the_status_refresh_with_the_number_of_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    controller, _, _, _ = _world(["a", "b", "c", "d"], slow=set())
+    controller.status_refresh_writes_per_second = 0.02  # 4 rollouts: one refresh each every 200 s
+    seen: list[float] = []
+    real = loop_module.reconcile_once
+
+    def spy(**arguments: Any) -> Any:
+        seen.append(arguments["refresh_after"])
+        return real(**arguments)
+
+    monkeypatch.setattr(loop_module, "reconcile_once", spy)
+    controller.tick()
+    deadline = time.monotonic() + 5
+    while len(seen) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    controller.shutdown(timeout=2)
+    assert seen[:4] == [pytest.approx(200.0)] * 4
+
+
+def test_the_daemon_collects_its_young_generation_at_the_threshold_it_is_given() -> None:
+    before = gc.get_threshold()
+    try:
+        assert tune_gc(50_000) == before
+        assert gc.get_threshold() == (50_000, *before[1:]), "only the young generation changes"
+        tune_gc(0)
+        assert gc.get_threshold() == (50_000, *before[1:]), "0 leaves the threshold alone"
+        assert Settings().gc_threshold == 50_000
+    finally:
+        gc.set_threshold(*before)

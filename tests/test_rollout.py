@@ -25,6 +25,7 @@ from controller.core.status import (
     RolloutStatus,
     Stall,
     Verdict,
+    refresh_seconds,
     worth_saving,
 )
 from tests.rollout_sim import T0, Sim, pointer_get
@@ -515,3 +516,21 @@ def test_a_passing_check_that_changes_nothing_else_is_written_once_a_minute_not_
     assert worth_saving(saved, failing, T0 + timedelta(seconds=40)), "a verdict that changes is written at once"
     stepped = later.model_copy(update={"weight": 50, "step_index": 2})
     assert worth_saving(saved, stepped, T0 + timedelta(seconds=40)), "a weight change is written at once"
+    # With many rollouts the refresh stretches (refresh_seconds); a change is still written at once.
+    stretched = T0 + timedelta(seconds=30 + 499)
+    assert not worth_saving(saved, later, stretched, refresh_after=500.0), "refreshed before its stretched time"
+    assert worth_saving(saved, later, stretched + timedelta(seconds=1), refresh_after=500.0)
+    assert worth_saving(saved, failing, T0 + timedelta(seconds=40), refresh_after=500.0)
+    assert worth_saving(saved, stepped, T0 + timedelta(seconds=40), refresh_after=500.0)
+
+
+@pytest.mark.parametrize(
+    ("rollouts", "per_second", "seconds"),
+    [(1, 20.0, 60.0), (1_200, 20.0, 60.0), (1_201, 20.0, 60.05), (10_000, 20.0, 500.0), (10_000, 0.0, 60.0)],
+)
+def test_the_status_refresh_stretches_so_refresh_writes_stay_under_their_rate(
+    rollouts: int, per_second: float, seconds: float
+) -> None:
+    assert refresh_seconds(rollouts, per_second) == pytest.approx(seconds)
+    if per_second > 0:
+        assert rollouts / refresh_seconds(rollouts, per_second) <= per_second + 1e-9

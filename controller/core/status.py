@@ -413,6 +413,18 @@ _OBSERVATIONS = ("last_analysis_at", "last_checks", "last_verdict", "last_traffi
 STATUS_REFRESH_SECONDS = 60.0
 
 
+def refresh_seconds(rollouts: int, writes_per_second: float) -> float:
+    """How often a healthy rollout's last measurements are refreshed: every ``STATUS_REFRESH_SECONDS``, or
+    more rarely when ``rollouts`` refreshed that often would write more than ``writes_per_second`` statuses
+    (0: no limit). At 10,000 rollouts a once-a-minute refresh alone is 167 writes a second, more than a
+    controller should ask of an API server for measurements nobody acts on; the decisions are still written at
+    once.
+    """
+    if writes_per_second <= 0:
+        return STATUS_REFRESH_SECONDS
+    return max(STATUS_REFRESH_SECONDS, rollouts / writes_per_second)
+
+
 def copy_status(status: RolloutStatus) -> RolloutStatus:
     """A deep copy of ``status`` that shares nothing with it (a decision changes its own copy; the status it was
     given may be shared, as the status stores share what they parsed). Made through the model's own schema
@@ -421,14 +433,17 @@ def copy_status(status: RolloutStatus) -> RolloutStatus:
     return RolloutStatus.model_validate(status.model_dump())
 
 
-def worth_saving(saved: RolloutStatus, new: RolloutStatus, now: datetime) -> bool:
+def worth_saving(
+    saved: RolloutStatus, new: RolloutStatus, now: datetime, *, refresh_after: float = STATUS_REFRESH_SECONDS
+) -> bool:
     """Whether a pass must write ``new`` over ``saved``.
 
     Every change is written, except a passing evaluation that changes only the last measurements (the
     verdict was PASS before and is PASS now, nothing else moved): that one is written at most every
-    ``STATUS_REFRESH_SECONDS``, so a healthy rollout's status is written when its weight or phase changes
-    and refreshed once a minute, not at every check. Passing evaluations are idempotent (counting one
-    twice after a restart changes nothing), so skipping their write is safe.
+    ``refresh_after`` seconds (:func:`refresh_seconds`), so a healthy rollout's status is written when its
+    weight or phase changes and refreshed once a minute (more rarely with many rollouts), not at every
+    check. Passing evaluations are idempotent (counting one twice after a restart changes nothing), so
+    skipping their write is safe.
     """
     if new == saved:
         return False
@@ -438,4 +453,4 @@ def worth_saving(saved: RolloutStatus, new: RolloutStatus, now: datetime) -> boo
     passing = all(s.last_verdict is not None and s.last_verdict.verdict == Verdict.PASS for s in (saved, new))
     if not passing or saved.last_analysis_at is None:
         return True
-    return (now - saved.last_analysis_at).total_seconds() >= STATUS_REFRESH_SECONDS
+    return (now - saved.last_analysis_at).total_seconds() >= refresh_after

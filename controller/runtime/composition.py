@@ -51,7 +51,7 @@ from controller.dashboard.server import DashboardConfig, DashboardServer
 from controller.errors import CanaryError
 from controller.ports import AnalysisSource, InvolvedObject, PolicyRef, PolicySource, SourceProblem
 from controller.runtime import logs
-from controller.runtime.daemon import Daemon
+from controller.runtime.daemon import Daemon, tune_gc
 from controller.runtime.http import HealthServer
 from controller.runtime.leadership import ElectionThread, FencedEvents, FencedRouter, FencedStatusStore
 from controller.runtime.loop import ReconcileLoop, SystemClock
@@ -251,6 +251,7 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
         metrics=metrics,
         is_leader=is_leader,
         resync_seconds=settings.resync_seconds,
+        status_refresh_writes_per_second=settings.status_refresh_writes_per_second,
     )
     _feed(loop, caches, status_cache=status_cache, policy_cache=policy_cache, instance=guard.me.instance)
     loop.on_tick.append(
@@ -458,6 +459,7 @@ def run(*, analysis: AnalysisSource | None = None) -> None:
     """``canaryctl run``: build from the environment, run until SIGTERM/SIGINT, exit within 10 s."""
     settings = load_settings()
     logs.configure(settings.log_level)
+    tune_gc(settings.gc_threshold)
     daemon = build_daemon(settings, analysis=analysis)
 
     def stop(signum: int, frame: FrameType | None) -> None:

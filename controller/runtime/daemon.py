@@ -6,6 +6,7 @@ or builds adapters.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -14,6 +15,21 @@ from controller.runtime.http import HealthServer
 from controller.runtime.loop import ReconcileLoop
 
 log = logging.getLogger("controller")
+
+
+def tune_gc(threshold: int) -> tuple[int, int, int]:
+    """Collect the young generation every ``threshold`` allocations (0: Python's default); returns the
+    thresholds before.
+
+    The daemon holds millions of long-lived objects at thousands of rollouts (watch caches, parsed statuses),
+    and decoding one grouped Prometheus answer allocates hundreds of thousands more: at Python's default of
+    700, the collections this sets off took a sixth of the controller's time at 10,000 rollouts
+    (docs/benchmarks.md). The older generations keep their defaults, so cycles are still collected.
+    """
+    before = gc.get_threshold()
+    if threshold > 0:
+        gc.set_threshold(threshold, *before[1:])
+    return before
 
 
 class Daemon:

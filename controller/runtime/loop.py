@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller.core.status import refresh_seconds
 from controller.core.wakeups import next_pass_in
 from controller.errors import CanaryError, WriterYieldedError
 from controller.ports import Clock, PolicyRef, PolicySnapshot, PolicySource, SourcedPolicy, SourceProblem
@@ -89,6 +90,9 @@ class ReconcileLoop:
         resync_seconds: time between two full resyncs (every policy queued); 0 for none.
         timer_resolution: how often due timers are fired, in seconds.
         retry_max_seconds: the longest backoff before retrying a failed pass.
+        status_refresh_writes_per_second: the most status writes a second that only refresh healthy rollouts'
+            last measurements (their refresh stretches beyond once a minute with the number of rollouts;
+            ``controller.core.status.refresh_seconds``); 0: no limit.
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class ReconcileLoop:
         resync_seconds: float = 300.0,
         timer_resolution: float = 0.1,
         retry_max_seconds: float = 60.0,
+        status_refresh_writes_per_second: float = 20.0,
     ) -> None:
         self.sources = list(sources)
         self.merge = merge
@@ -115,6 +120,7 @@ class ReconcileLoop:
         self.tick_seconds = tick_seconds
         self.resync_seconds = resync_seconds
         self.timer_resolution = timer_resolution
+        self.status_refresh_writes_per_second = status_refresh_writes_per_second
         self.on_problem = on_problem
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -336,7 +342,11 @@ class ReconcileLoop:
         started = time.monotonic()
         try:
             result = reconcile_once(
-                policy=sourced.policy, ref=ref, deps=self.dependencies_for(ref), now=self.clock.now()
+                policy=sourced.policy,
+                ref=ref,
+                deps=self.dependencies_for(ref),
+                now=self.clock.now(),
+                refresh_after=refresh_seconds(len(self._policies), self.status_refresh_writes_per_second),
             )
         except WriterYieldedError as exc:  # reported once when it began (controller.runtime.writers)
             log.debug("pass skipped: %s", exc, extra=context)

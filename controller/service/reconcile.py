@@ -15,7 +15,7 @@ from datetime import datetime
 from controller.core.effects import Decision, RecordEvent, WriteRoute
 from controller.core.policy import CanaryPolicy
 from controller.core.rollout import decide, revision_of, route_revision_of
-from controller.core.status import Alert, Observations, Stall, with_conditions, worth_saving
+from controller.core.status import STATUS_REFRESH_SECONDS, Alert, Observations, Stall, with_conditions, worth_saving
 from controller.errors import CanaryError, ConflictError
 from controller.ports import (
     AnalysisSource,
@@ -67,8 +67,19 @@ def involved_object(policy: CanaryPolicy, ref: PolicyRef) -> InvolvedObject:
     return InvolvedObject(target.kind, api_version, policy.target_namespace, target.ref.name)
 
 
-def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, now: datetime) -> PassResult:
-    """Observe, decide, persist, act. Raises nothing but ``CanaryError`` from reading."""
+def reconcile_once(
+    *,
+    policy: CanaryPolicy,
+    ref: PolicyRef,
+    deps: Dependencies,
+    now: datetime,
+    refresh_after: float = STATUS_REFRESH_SECONDS,
+) -> PassResult:
+    """Observe, decide, persist, act. Raises nothing but ``CanaryError`` from reading.
+
+    ``refresh_after``: how old a healthy rollout's saved measurements may grow before a pass that changes
+    nothing else writes them (``controller.core.status.refresh_seconds``).
+    """
     result = PassResult()
     loaded = deps.store.load(policy=ref)
     target = policy.spec.target
@@ -97,7 +108,7 @@ def reconcile_once(*, policy: CanaryPolicy, ref: PolicyRef, deps: Dependencies, 
     result.decision = decision
     status = with_conditions(decision.status, now, len(policy.spec.schedule.steps))
     status.observed_generation = ref.generation
-    if loaded.version is None or worth_saving(loaded.status, status, now):
+    if loaded.version is None or worth_saving(loaded.status, status, now, refresh_after=refresh_after):
         try:
             deps.store.save(policy=ref, status=status, version=loaded.version)
         except ConflictError as exc:
