@@ -17,7 +17,7 @@ from controller.runtime import loop as loop_module
 from controller.runtime.daemon import tune_gc
 from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
-from controller.service.reconcile import Dependencies
+from controller.service.reconcile import Dependencies, reconcile_once
 from controller.settings import Settings
 from tests.fakes import ListEvents, MemoryRouter, MemoryStore, PassingAnalysis, ReadyWorkloads, StaticSource
 from tests.test_rollout import seed_policy, seed_target
@@ -169,7 +169,7 @@ def test_passes_stretch_the_status_refresh_with_the_number_of_policies(monkeypat
     controller, _, _, _ = _world(["a", "b", "c", "d"], slow=set())
     controller.status_refresh_writes_per_second = 0.02  # 4 rollouts: one refresh each every 200 s
     seen: list[float] = []
-    real = loop_module.reconcile_once
+    real = reconcile_once
 
     def spy(**arguments: Any) -> Any:
         seen.append(arguments["refresh_after"])
