@@ -11,6 +11,7 @@ from typing import Any
 
 from controller.core.measurement import QueryOutcome, VectorOutcome
 from controller.core.policy import CanaryPolicy
+from controller.core.promql import PART_LABEL
 from controller.core.status import RolloutStatus, Verdict
 from controller.service.prometheus_analysis import PrometheusAnalysis
 from tests.rollout_sim import T0
@@ -183,14 +184,17 @@ class GroupedMetrics(ScriptedMetrics):
             self.interval_queries.append(query)
             return VectorOutcome(query=query)
         self.vector_queries.append((query, at))
-        assert labels == ("destination_workload", "destination_workload_namespace")
+        # Both counters in one query, told apart by the part label (GroupedQueries.combined).
+        assert labels == (PART_LABEL, "destination_workload", "destination_workload_namespace")
+        assert f'"{PART_LABEL}", "errors"' in query
+        assert 'response_flags!="-"' in query
+        assert f'"{PART_LABEL}", "total"' in query
         namespace = connection.metadata.namespace if connection is not None else ""
-        errors = 'response_flags!="-"' in query
         values: dict[tuple[str, ...], float] = {}
         for workload, (failed, total) in self.counts.items():
-            value = failed if errors else total
-            if value is not None:
-                values[(workload, namespace)] = float(value)
+            for part, value in (("errors", failed), ("total", total)):
+                if value is not None:
+                    values[(part, workload, namespace)] = float(value)
         return VectorOutcome(query=query, values=values)
 
 
@@ -210,7 +214,7 @@ def test_rollouts_checking_the_same_template_and_window_share_one_grouped_query(
     assert first is not None
     assert second is not None
     assert metrics.queries == [], "no rollout queried alone"
-    assert len(metrics.vector_queries) == 2, "one grouped query per counter (errors, total) for both rollouts"
+    assert len(metrics.vector_queries) == 1, "one grouped query (both counters) for both rollouts"
     assert first.checks[0].canary_connections == 500
     assert first.checks[0].stable_connections == 2000
     assert second.checks[0].canary_errors == 3
@@ -220,10 +224,10 @@ def test_rollouts_checking_the_same_template_and_window_share_one_grouped_query(
     assert 'destination_workload="shop-v2"' in shown[0], "status shows the rollout's own query"
     # Past twice the reuse time, or for a step that started inside the grouped window: a fresh grouped query.
     analysis.verdict(policy=_named("c", "tcp-echo-v2"), status=_status(), now=now + timedelta(seconds=2.1))
-    assert len(metrics.vector_queries) == 4
+    assert len(metrics.vector_queries) == 2
     young = RolloutStatus(run_id="r-2", step_index=1, weight=20, step_started_at=T0 + timedelta(seconds=5))
     analysis.verdict(policy=_named("d", "tcp-echo-v2"), status=young, now=now + timedelta(seconds=2.2))
-    assert len(metrics.vector_queries) == 6
+    assert len(metrics.vector_queries) == 3
 
 
 def test_past_its_fresh_time_an_answer_serves_while_one_refresh_is_fetched_in_the_background() -> None:
@@ -233,21 +237,21 @@ def test_past_its_fresh_time_an_answer_serves_while_one_refresh_is_fetched_in_th
     analysis = PrometheusAnalysis(metrics, group_seconds=1.0, in_background=jobs.append)
     now = T0 + timedelta(seconds=31)
     analysis.verdict(policy=_named("a", "tcp-echo-v2"), status=_status(), now=now)
-    assert len(metrics.vector_queries) == 2
+    assert len(metrics.vector_queries) == 1
     metrics.counts["shop-v2"] = (7, 700)  # what the next answer will say
     stale = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.5))
     assert stale is not None
     assert stale.checks[0].canary_connections == 300, "served the last answer, without waiting"
-    assert len(metrics.vector_queries) == 2, "no pass waited for Prometheus"
+    assert len(metrics.vector_queries) == 1, "no pass waited for Prometheus"
     assert len(jobs) == 1, "its refresh is left to the background"
     analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.7))
     assert len(jobs) == 1, "one refresh at a time"
     jobs.pop()()
-    assert [at for _, at in metrics.vector_queries[2:]] == [now + timedelta(seconds=1.5)] * 2
+    assert [at for _, at in metrics.vector_queries[1:]] == [now + timedelta(seconds=1.5)]
     fresh = analysis.verdict(policy=_named("d", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.8))
     assert fresh is not None
     assert fresh.checks[0].canary_connections == 700
-    assert len(metrics.vector_queries) == 4
+    assert len(metrics.vector_queries) == 2
     assert jobs == []
 
 
@@ -302,11 +306,11 @@ def test_a_slow_prometheus_gets_one_grouped_fetch_per_serving_time_not_one_per_p
     metrics.gate.set()
     for thread in (first, *others):
         thread.join(10)
-    assert [at for _, at in metrics.vector_queries[2:]] == [later, later], "one grouped fetch for the four passes"
+    assert [at for _, at in metrics.vector_queries[1:]] == [later], "one grouped fetch for the four passes"
     assert all(results[name] is not None for name in "cdef")
     jobs.pop()()  # the old refresh ends at last: it never replaces the newer answer
     analysis.verdict(policy=_named("g", "shop-v2"), status=_status(), now=later + timedelta(seconds=0.5))
-    assert len(metrics.vector_queries) == 6
+    assert len(metrics.vector_queries) == 3
 
 
 def test_a_failed_refresh_never_replaces_a_good_answer_and_the_next_waits_a_fresh_time() -> None:
@@ -319,7 +323,7 @@ def test_a_failed_refresh_never_replaces_a_good_answer_and_the_next_waits_a_fres
     metrics.failing = True
     analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.2))
     jobs.pop()()  # the refresh fails
-    assert len(metrics.vector_queries) == 4
+    assert len(metrics.vector_queries) == 2
     good = analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now + timedelta(seconds=1.5))
     assert good is not None
     assert good.verdict == Verdict.PASS, good.reason
@@ -330,7 +334,7 @@ def test_a_failed_refresh_never_replaces_a_good_answer_and_the_next_waits_a_fres
     assert jobs == [], "still within a fresh time of the failure"
     analysis.verdict(policy=_named("e", "shop-v2"), status=_status(), now=now + timedelta(seconds=2.3))
     # Past twice the fresh time the good answer no longer serves: a fetch now, which succeeds.
-    assert len(metrics.vector_queries) == 6
+    assert len(metrics.vector_queries) == 3
     assert metrics.vector_queries[-1][1] == now + timedelta(seconds=2.3)
 
 
@@ -348,11 +352,11 @@ def test_a_rollouts_next_look_never_judges_the_grouped_answer_its_last_look_used
     assert first is not None
     assert second is not None
     assert second is not first
-    assert [at for _, at in metrics.vector_queries] == [now, now, later, later]
+    assert [at for _, at in metrics.vector_queries] == [now, later]
     assert jobs == []
     other = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=later + timedelta(seconds=1))
     assert other is not None
-    assert len(metrics.vector_queries) == 4, "the newer answer serves the other rollout"
+    assert len(metrics.vector_queries) == 2, "the newer answer serves the other rollout"
 
 
 def test_a_pass_that_began_just_before_a_grouped_answer_uses_it_and_never_replaces_it() -> None:
@@ -364,14 +368,14 @@ def test_a_pass_that_began_just_before_a_grouped_answer_uses_it_and_never_replac
     earlier = analysis.verdict(policy=_named("b", "shop-v2"), status=_status(), now=now - timedelta(seconds=0.3))
     assert earlier is not None
     assert earlier.checks[0].canary_connections == 300
-    assert len(metrics.vector_queries) == 2, "the earlier pass reused the answer"
+    assert len(metrics.vector_queries) == 1, "the earlier pass reused the answer"
     # Too far before it: that pass fetches its own answer, and the newer one stays for the others.
     analysis.verdict(policy=_named("c", "shop-v2"), status=_status(), now=now - timedelta(seconds=1.5))
-    assert len(metrics.vector_queries) == 4
+    assert len(metrics.vector_queries) == 2
     analysis.verdict(policy=_named("d", "tcp-echo-v2"), status=_status(), now=now + timedelta(seconds=0.9))
-    assert len(metrics.vector_queries) == 4, "the newer answer was kept"
+    assert len(metrics.vector_queries) == 2, "the newer answer was kept"
     before = now - timedelta(seconds=1.5)
-    assert [at for _, at in metrics.vector_queries] == [now, now, before, before]
+    assert [at for _, at in metrics.vector_queries] == [now, before]
 
 
 def test_without_grouping_every_rollout_queries_alone() -> None:

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.core.measurement import VectorOutcome
 from controller.core.promql import (
+    PART_LABEL,
     Variables,
     envoy_counts,
     expand_custom,
@@ -93,3 +95,37 @@ def test_a_quoted_value_cannot_close_its_string(value: str) -> None:
 
 def test_regex_escape_neutralises_metacharacters() -> None:
     assert regex_escape("a.b|c*") == "a\\.b\\|c\\*"
+
+
+def test_a_templates_counters_are_fetched_in_one_query_and_split_back_by_part() -> None:
+    queries = grouped_queries("istio-tcp-connect-error-ratio", 30.0, scrape_interval_seconds=15.0)
+    assert queries is not None
+    assert set(queries.parts) == {"total", "errors"}
+    combined = queries.combined
+    for name, query in queries.parts.items():
+        assert f'label_replace({query}, "{PART_LABEL}", "{name}", "", "")' in combined
+    assert combined.count(" or label_replace(") == 1
+    assert queries.combined_labels == (PART_LABEL, "destination_workload", "destination_workload_namespace")
+    answer = VectorOutcome(
+        query=combined,
+        values={
+            ("total", "tcp-echo-v2", "shop"): 250.0,
+            ("errors", "tcp-echo-v2", "shop"): 3.0,
+            ("total", "v1", "shop"): 9.0,
+        },
+    )
+    split = queries.split(answer)
+    assert split["total"].values == {("tcp-echo-v2", "shop"): 250.0, ("v1", "shop"): 9.0}
+    assert split["errors"].values == {("tcp-echo-v2", "shop"): 3.0}
+    assert split["errors"].outcome_for(("v1", "shop"), query="q").value is None, "no series: no data"
+    failed = queries.split(VectorOutcome(query=combined, error="query timed out after 10s"))
+    assert {name: part.error for name, part in failed.items()} == {
+        "total": "query timed out after 10s",
+        "errors": "query timed out after 10s",
+    }
+    # One counter: its own query, unchanged.
+    single = grouped_queries("istio-tcp-connections", 30.0)
+    assert single is not None
+    assert single.combined == single.parts["total"]
+    assert single.combined_labels == single.labels
+    assert single.split(answer)["total"] is answer

@@ -6,7 +6,7 @@ A pass goes through three stages, and only the middle one does I/O:
    (when the check reads it) the stable's queries, each at the instant it is evaluated (at weight 100 the
    stable's baseline is read at the step's start over one step duration), with the look's share of the
    step's error budget. A side of a built-in check that can be read from a grouped query (one query per
-   counter shared by every rollout, ``controller.core.promql.grouped_queries``) also names that grouped
+   template and window shared by every rollout, ``controller.core.promql.grouped_queries``) also names that grouped
    request and the group holding its counts.
 2. The service fetches them all (``controller.service.prometheus_analysis``): the grouped requests it
    uses, then every query of the sides not read from a group.

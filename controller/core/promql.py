@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from controller.core.measurement import QueryOutcome
+from controller.core.measurement import QueryOutcome, VectorOutcome
 
 Side = Literal["canary", "stable"]
 _REGEX_META = re.compile(r"([\\.^$|?*+()\[\]{}])")
@@ -315,19 +315,58 @@ def placeholder_problems(query: str) -> list[str]:
 
 # ----------------------------------------------------------------------------------------- grouped queries
 #
-# Many rollouts checking the same built-in template over the same window can share one query per counter:
+# Many rollouts checking the same built-in template over the same window can share one query: per counter,
 # the same exact counting form without the per-rollout selector, summed by the labels that tell rollouts
-# apart. Each rollout then reads its own group. A group missing from the answer had no series.
+# apart, the counters joined in one query (GroupedQueries.combined). Each rollout then reads its own group.
+# A group missing from the answer had no series.
 
 ISTIO_GROUP = ("destination_workload", "destination_workload_namespace")
 
 
+PART_LABEL = "canary_part"
+"""The label that tells the parts of a combined grouped query apart in its answer."""
+
+
 @dataclass(frozen=True)
 class GroupedQueries:
-    """The grouped queries of one template and window: part name -> query, and the labels grouped by."""
+    """The grouped queries of one template and window: part name -> query, and the labels grouped by.
+
+    The parts are fetched as one query (:attr:`combined`): each part's series tagged with the part's name
+    in the label ``canary_part``, joined with ``or`` (their label sets differ by that label, so ``or`` keeps
+    them all), then split again (:meth:`split`). One query per grouped answer, whatever the number of
+    counters, so the queries per analysis interval grow with templates and windows only.
+    """
 
     labels: tuple[str, ...]
     parts: dict[str, str]
+
+    @property
+    def combined(self) -> str:
+        """Every part in one query (the part alone when there is one)."""
+        if len(self.parts) == 1:
+            return next(iter(self.parts.values()))
+        return " or ".join(
+            f'label_replace({query}, "{PART_LABEL}", "{name}", "", "")' for name, query in self.parts.items()
+        )
+
+    @property
+    def combined_labels(self) -> tuple[str, ...]:
+        """The labels of :attr:`combined`'s groups: the part's name, then the labels grouped by."""
+        return self.labels if len(self.parts) == 1 else (PART_LABEL, *self.labels)
+
+    def split(self, answer: VectorOutcome) -> dict[str, VectorOutcome]:
+        """:attr:`combined`'s answer (grouped by :attr:`combined_labels`) as each part's answer; an error is
+        every part's error. A part with no series in the answer has no groups."""
+        if len(self.parts) == 1:
+            return dict.fromkeys(self.parts, answer)
+        if answer.error is not None:
+            return {name: VectorOutcome(query=answer.query, error=answer.error) for name in self.parts}
+        values: dict[str, dict[tuple[str, ...], float]] = {name: {} for name in self.parts}
+        for key, value in answer.values.items():
+            part = values.get(key[0])
+            if part is not None:
+                part[key[1:]] = value
+        return {name: VectorOutcome(query=answer.query, values=values[name]) for name in self.parts}
 
 
 def grouped_queries(

@@ -16,8 +16,9 @@ rollout, the learned scrape intervals and the grouped answers shared between rol
   counts nothing (``controller.core.scrape_windows``, docs/analysis.md).
 * At weight 100 nothing goes to stable, so a comparison with stable uses stable's baseline from the
   previous step: the stable query is evaluated at the step's start over one step duration.
-* Grouped queries (``group_seconds`` > 0): built-in checks over the same window share one query per
-  counter across every rollout (``sum by`` the labels that tell rollouts apart), so the queries per interval
+* Grouped queries (``group_seconds`` > 0): built-in checks over the same window share one query
+  across every rollout (``sum by`` the labels that tell rollouts apart, every counter of the template in one
+  query: ``controller.core.promql.GroupedQueries.combined``), so the queries per interval
   grow with the number of templates and windows, not of rollouts. An answer is fresh for ``group_seconds``
   (at most half its window) before or after its time: passes run in parallel, so one that started a moment
   before the answer was fetched uses it too. Once older, it still serves for as long again while a single
@@ -333,10 +334,12 @@ class PrometheusAnalysis:
         assert isinstance(self.metrics, GroupedMetricsSource)
         grouped = request.queries
         try:
-            entry.parts = {
-                name: self.metrics.query_vector(query=query, at=entry.at, labels=grouped.labels, connection=policy)
-                for name, query in grouped.parts.items()
-            }
+            # One query for every counter of the template (controller.core.promql.GroupedQueries.combined).
+            entry.parts = grouped.split(
+                self.metrics.query_vector(
+                    query=grouped.combined, at=entry.at, labels=grouped.combined_labels, connection=policy
+                )
+            )
         except Exception as exc:  # the port promises not to raise; a bug there must not stop the rollout
             error = f"internal error: {type(exc).__name__}: {str(exc)[:200]}"
             entry.parts = {name: VectorOutcome(query=query, error=error) for name, query in grouped.parts.items()}

@@ -73,10 +73,16 @@ def grouped(
     key = group_key(template, variables, side)
     assert queries is not None
     assert key is not None
-    parts = {
-        name: metrics.query_vector(query=query, at=at, labels=queries.labels).outcome_for(key, query=query)
-        for name, query in queries.parts.items()
+    # As the controller fetches them: every counter in one query, split by the part label; the real Prometheus
+    # must give each part exactly what the part's own query gives.
+    split = queries.split(metrics.query_vector(query=queries.combined, at=at, labels=queries.combined_labels))
+    alone = {
+        name: metrics.query_vector(query=query, at=at, labels=queries.labels) for name, query in queries.parts.items()
     }
+    assert {name: dict(part.values) for name, part in split.items()} == {
+        name: dict(part.values) for name, part in alone.items()
+    }
+    parts = {name: split[name].outcome_for(key, query=query) for name, query in queries.parts.items()}
     shown = envoy_counts(variables, side) if template.startswith("envoy") else istio_counts(variables, side)
     errors, total = counts_from_groups(template, parts, shown)
     assert errors.error is None, errors.error
