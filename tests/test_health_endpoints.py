@@ -76,3 +76,32 @@ def test_metrics_follow_a_rollout_through_its_rollback() -> None:
     assert "canary_tick_duration_seconds_count" in text
     assert "canary_leader 1.0" in text
     assert 'canary_weight{namespace="shop",policy="tcp-echo"} 0.0' in text
+
+
+def test_metrics_name_filter_renders_only_the_series_named() -> None:
+    """``/metrics?name[]=...`` (prometheus_client's own handler's filter): a probe reading one counter often
+    does not render every rollout's series."""
+    metrics = ControllerMetrics()
+    ref = PolicyRef("shop", "tcp-echo", "file")
+    sim = Sim(seed_policy(stepDuration="1m"), seed_target())
+    sim.verdict = Verdict.FAIL
+    while sim.status.phase != Phase.ROLLED_BACK:
+        metrics.observe_pass(ref, sim.tick(61), 0.01)
+    server = _serve(metrics, datetime.now(UTC), {})
+    try:
+        base = f"http://127.0.0.1:{server.port}/metrics"
+        one = httpx.get(base, params={"name[]": "canary_rollbacks_total"})
+        two = httpx.get(f"{base}?name[]=canary_rollbacks_total&name[]=canary_leader")
+        unknown = httpx.get(base, params={"name[]": "no_such_series"})
+        everything = httpx.get(f"{base}?")
+    finally:
+        server.stop()
+    assert one.status_code == 200
+    series = {line.split("{")[0].split(" ")[0] for line in one.text.splitlines() if not line.startswith("#")}
+    assert series == {"canary_rollbacks_total"}
+    assert 'canary_rollbacks_total{reason="AnalysisFailed"} 1.0' in one.text
+    assert "canary_weight" not in one.text
+    assert "canary_leader 0.0" in two.text and "canary_rollbacks_total{" in two.text
+    assert "canary_weight" not in two.text
+    assert unknown.status_code == 200 and unknown.text == ""
+    assert 'canary_weight{namespace="shop",policy="tcp-echo"}' in everything.text

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -266,13 +267,20 @@ class HealthServer:
         method, target = parts[0], parts[1]
         if method not in {"GET", "HEAD"}:
             return 405, b"only GET\n", "text/plain", True
-        code, body, content_type = self.answer(target.split("?")[0])
+        path, _, query = target.partition("?")
+        code, body, content_type = self.answer(path, query)
         return code, body, content_type, method == "GET"
 
-    def answer(self, path: str) -> tuple[int, bytes, str]:
-        """Status code, body and content type for a GET of ``path``."""
+    def answer(self, path: str, query: str = "") -> tuple[int, bytes, str]:
+        """Status code, body and content type for a GET of ``path`` with the query string ``query``.
+
+        ``/metrics?name[]=a&name[]=b`` renders only the series named (as prometheus_client's own handler
+        does): a probe that reads one counter often need not pay for the per-rollout series.
+        """
         if path == "/metrics":
-            return 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST
+            names = parse_qs(query).get("name[]")
+            registry = self.metrics.registry.restricted_registry(names) if names else self.metrics.registry
+            return 200, generate_latest(registry), CONTENT_TYPE_LATEST
         if path == "/healthz":
             beat = self.heartbeat()
             if beat is None:
