@@ -101,7 +101,9 @@ def test_metrics_name_filter_renders_only_the_series_named() -> None:
     assert series == {"canary_rollbacks_total"}
     assert 'canary_rollbacks_total{reason="AnalysisFailed"} 1.0' in one.text
     assert "canary_weight" not in one.text
-    assert "canary_leader 0.0" in two.text and "canary_rollbacks_total{" in two.text
+    assert "canary_leader 0.0" in two.text
+    assert "canary_rollbacks_total{" in two.text
     assert "canary_weight" not in two.text
-    assert unknown.status_code == 200 and unknown.text == ""
+    assert unknown.status_code == 200
+    assert unknown.text == ""
     assert 'canary_weight{namespace="shop",policy="tcp-echo"}' in everything.text
