@@ -15,6 +15,7 @@ from controller.core.policy import CanaryPolicy
 from controller.ports import PolicyRef, PolicySnapshot, SourcedPolicy, SourceProblem
 from controller.runtime import loop as loop_module
 from controller.runtime.daemon import tune_gc
+from controller.runtime.leadership import ElectionThread
 from controller.runtime.loop import ReconcileLoop
 from controller.runtime.metrics import ControllerMetrics
 from controller.service.reconcile import Dependencies, reconcile_once
@@ -129,6 +130,28 @@ def test_a_standby_runs_no_pass_until_it_leads() -> None:
     controller.shutdown(timeout=2)
 
 
+def test_a_leader_that_lost_the_lease_between_two_ticks_looks_at_every_policy_when_it_has_it_again() -> None:
+    controller, routers, store, _ = _world(["a", "b"], slow=set())
+    controller.tick()  # leading: both get their first pass
+    deadline = time.monotonic() + 5
+    while {"a", "b"} - {name for _, name in store.saved} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    gets = {name: router.gets for name, router in routers.items()}
+    leading = {"now": False}
+    controller.is_leader = lambda: leading["now"]
+    controller.touch(("shop", "a"))  # a watch event while the Lease is lost: the pass is dropped
+    time.sleep(0.3)
+    assert routers["a"].gets == gets["a"], "a pass ran without the Lease"
+    leading["now"] = True
+    # No tick comes between (the loop still believes it leads): the election thread's takeover alone.
+    controller.took_leadership()
+    deadline = time.monotonic() + 5
+    while any(routers[n].gets == gets[n] for n in gets) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert all(routers[n].gets > gets[n] for n in gets), "every policy is looked at again, the dropped one too"
+    controller.shutdown(timeout=2)
+
+
 def test_election_timing_settings_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_LEASE_DURATION_SECONDS", "5")
     monkeypatch.setenv("CANARY_RENEW_DEADLINE_SECONDS", "6")
@@ -194,3 +217,32 @@ def test_the_daemon_collects_its_young_generation_at_the_threshold_it_is_given()
         assert Settings().gc_threshold == 50_000
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_election_thread_hands_over_at_once_each_time_this_replica_becomes_the_leader() -> None:
+    rounds = iter([False, True, True, False, True] + [True] * 1000)
+    leading = {"now": False}
+    takeovers: list[float] = []
+
+    def step() -> None:
+        leading["now"] = next(rounds)
+
+    def take_over() -> None:
+        takeovers.append(time.monotonic())
+        raise RuntimeError("a failing takeover must not stop the election")
+
+    election = ElectionThread(
+        step=step,
+        release=lambda: True,
+        next_delay=lambda: 0.01,
+        is_leader=lambda: leading["now"],
+        on_leading=take_over,
+    )
+    election.start()
+    deadline = time.monotonic() + 5
+    while len(takeovers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # later rounds, still leading, hand over nothing more
+    election.stop(release=False)
+    # Not leading -> leading twice (rounds 2 and 5): two takeovers, the second after the failed first.
+    assert len(takeovers) == 2

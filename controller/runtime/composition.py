@@ -258,7 +258,13 @@ def build_loop(settings: Settings, *, analysis: AnalysisSource | None = None) ->
         lambda: metrics.observe_caches([*caches.all(), *([policy_cache] if policy_cache is not None else [])])
     )
     if elector is not None:
-        loop.election = ElectionThread(step=elector.step, release=elector.release, next_delay=elector.next_delay)
+        loop.election = ElectionThread(
+            step=elector.step,
+            release=elector.release,
+            next_delay=elector.next_delay,
+            is_leader=elector.is_leader,
+            on_leading=loop.took_leadership,  # a new leader looks at every policy now, not at the next tick
+        )
         loop.readiness["leader election"] = lambda: _election_ready(elector)
     loop.readiness["kubernetes"] = lambda: _kubernetes_ready(main)
     loop.readiness["status store"] = lambda: health.problem() if is_leader() else None

@@ -87,14 +87,25 @@ class ElectionThread:
         step: one round of the election (acquire or renew).
         release: gives the lease up (called once on stop).
         next_delay: seconds until the next round (the retry period, or sooner when a lease is about to expire).
+        is_leader: whether this replica leads (with ``on_leading``).
+        on_leading: called, on a thread of its own, when a round makes this replica the leader: a new leader
+            (a failover, or a shard's first leader) takes its rollouts over at once, not at the next tick.
     """
 
     def __init__(
-        self, *, step: Callable[[], None], release: Callable[[], bool], next_delay: Callable[[], float]
+        self,
+        *,
+        step: Callable[[], None],
+        release: Callable[[], bool],
+        next_delay: Callable[[], float],
+        is_leader: Callable[[], bool] | None = None,
+        on_leading: Callable[[], object] | None = None,
     ) -> None:
         self._step = step
         self._release = release
         self._next_delay = next_delay
+        self._is_leader = is_leader
+        self._on_leading = on_leading
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="leader-election", daemon=True)
 
@@ -103,12 +114,24 @@ class ElectionThread:
         self._thread.start()
 
     def _loop(self) -> None:
+        leading = False
         while not self._stop.is_set():
             try:
                 self._step()
+                was, leading = leading, self._is_leader is not None and self._is_leader()
+                if leading and not was and self._on_leading is not None:
+                    # Off this thread: taking the rollouts over must never delay the next renewal.
+                    threading.Thread(target=self._took_over, name="leader-takeover", daemon=True).start()
             except Exception:  # the election must outlive any bug in one round
                 log.exception("leader election round crashed")
             self._stop.wait(self._next_delay())
+
+    def _took_over(self) -> None:
+        assert self._on_leading is not None
+        try:
+            self._on_leading()
+        except Exception:
+            log.exception("taking the rollouts over as the new leader failed (the next tick does it)")
 
     def stop(self, *, release: bool = True, timeout: float = 3.0) -> None:
         """Stop the loop; then release the lease so a standby takes over at once."""

@@ -215,6 +215,14 @@ class ReconcileLoop:
             self.metrics.queue_depth.set(len(self.queue))
         return True
 
+    def took_leadership(self) -> None:
+        """This replica has just become the leader (the election thread says so): look at every policy now,
+        not at the next tick, including those whose passes were dropped while it did not lead (a leader that
+        lost the Lease for a moment between two ticks never saw itself as a standby)."""
+        with self._sync_lock:
+            self._was_leading = False
+            self._sync()
+
     def resync(self) -> None:
         """Queue every policy: the safety net for anything a watch event or a timer missed."""
         with self._lock:
