@@ -152,6 +152,28 @@ def test_a_leader_that_lost_the_lease_between_two_ticks_looks_at_every_policy_wh
     controller.shutdown(timeout=2)
 
 
+def test_every_edit_of_a_policy_is_seen_though_its_old_snapshot_is_freed() -> None:
+    """A source replaces its snapshot on every change and drops the old one; CPython gives the next object the
+    freed one's address, so a merge remembered by id() looked unchanged and an edit (a pause command in the
+    annotations, in a CanaryPolicy) went unseen until the next change."""
+    controller, _, _, _ = _world(["a"], slow=set())
+    (source,) = controller.sources
+    assert isinstance(source, StaticSource)
+    key = ("shop", "a")
+    seen = []
+    for edit in range(200):
+        doc = _policy("a").model_dump(mode="json")
+        doc["metadata"]["annotations"] = {"edit": str(edit)}
+        policy = SourcedPolicy(CanaryPolicy.model_validate(doc), PolicyRef("shop", "a", "file"))
+        del source.current  # dropped on the change, made again when read (as the CanaryPolicy source does)
+        source.current = PolicySnapshot(policies=(policy,))
+        controller.sync()
+        annotations = controller._policies[key].policy.metadata.annotations or {}
+        seen.append(annotations.get("edit"))
+    controller.shutdown(timeout=2)
+    assert seen == [str(edit) for edit in range(200)]
+
+
 def test_election_timing_settings_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CANARY_LEASE_DURATION_SECONDS", "5")
     monkeypatch.setenv("CANARY_RENEW_DEADLINE_SECONDS", "6")

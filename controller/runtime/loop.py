@@ -25,6 +25,7 @@ from the queue; nothing that goes wrong in one pass stops them.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -141,7 +142,9 @@ class ReconcileLoop:
         self.worker_count = workers
         self._workers: list[threading.Thread] = []
         self._policies: dict[Key, SourcedPolicy] = {}
-        self._merged_from: tuple[int, ...] | None = None
+        # The source snapshots the merged one was made from, held (not their id()s: a freed snapshot's id
+        # is reused by the next one, which then looked unchanged and an edited policy went unseen).
+        self._merged_from: tuple[PolicySnapshot, ...] | None = None
         self._merged = PolicySnapshot()
         self._by_target: dict[tuple[str, str, str], set[Key]] = {}
         self._by_workload: dict[Key, set[Key]] = {}
@@ -249,11 +252,11 @@ class ReconcileLoop:
 
     def _snapshot(self) -> PolicySnapshot:
         """The merged snapshot, merged again only when a source's snapshot changed."""
-        snapshots = [source.snapshot() for source in self.sources]
-        identity = tuple(id(snapshot) for snapshot in snapshots)
-        if identity != self._merged_from:
+        snapshots = tuple(source.snapshot() for source in self.sources)
+        known = self._merged_from
+        if known is None or len(known) != len(snapshots) or any(map(operator.is_not, known, snapshots)):
             self._merged = self.merge(*snapshots)
-            self._merged_from = identity
+            self._merged_from = snapshots
         return self._merged
 
     def _index(self) -> None:
