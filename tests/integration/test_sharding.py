@@ -7,6 +7,19 @@ rollout from shard b to shard a by changing its label, as one does to rebalance:
 sees it ADDED and takes it over (its route untouched, the move reported as nothing wrong), shard b's sees
 it DELETED and never writes it again. Who wrote what is told by the emulator's write history: every
 request carries the daemon's identity in its User-Agent.
+
+The real apiserver sends those ADDED and DELETED events to a label-selector watch: its cache watcher
+(k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go, ``convertToWatchEvent``) filters both the object and
+its previous version::
+
+    case curObjPasses && !oldObjPasses:
+        return &watch.Event{Type: watch.Added, Object: getMutableObject(event.Object)}
+    case curObjPasses && oldObjPasses:
+        return &watch.Event{Type: watch.Modified, Object: getMutableObject(event.Object)}
+    case !curObjPasses && oldObjPasses:
+        // return a delete event with the previous object content, but with the event's resource version
+
+and the emulator does the same (tests/sandbox/test_kubeapi_watch.py).
 """
 
 from __future__ import annotations
@@ -77,7 +90,8 @@ def _explain(emulator: KubeApiEmulator, daemons: dict[str, Daemon], *, since: fl
 
 
 def _writers(emulator: KubeApiEmulator, *, since: float = 0.0, **where: str) -> set[str]:
-    """The shards (by the identity in their User-Agent) that wrote what ``where`` selects since ``since``."""
+    """The shards (by the identity in their User-Agent) that wrote what ``where`` selects since ``since``; a
+    controller with any other identity is listed by its whole User-Agent, so an unexpected writer shows."""
     found = set()
     for record in emulator.history(source="http", since=since, **where):
         agent = record.user_agent or ""
